@@ -1,0 +1,168 @@
+"""Per-request overhead of session-mw's ASGI middleware against its peers, in one run.
+
+    python benchmarks/asgi_overhead.py [--rounds 21] [--requests 2000]
+
+Each request goes through the middleware into a minimal ASGI app, in-process (no server, no
+socket), so the figures are the middleware's own cost. Peers: asgi-correlation-id (header
+``X-Session-Id``, validator off), starlette-context's ``RawContextMiddleware`` with a request-id
+plugin, a hand-written pure ASGI middleware around OpenInference's ``using_session``, and the
+``BaseHTTPMiddleware`` + ``ContextVar`` pattern.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
+from typing import Any
+
+from asgi_correlation_id import CorrelationIdMiddleware
+from openinference.instrumentation import using_session
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette_context.middleware import RawContextMiddleware
+from starlette_context.plugins import RequestIdPlugin
+
+from benchmarks.harness import interleaved, table
+from session_mw import SessionMiddleware
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+
+HEADER = "X-Session-Id"
+SESSION_ID = "0b5f8f0e-3c7e-4e36-9a55-4a8b3f1f0f0e"
+
+
+async def bare(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+class SessionIdPlugin(RequestIdPlugin):
+    key = HEADER  # type: ignore[assignment]  # the plugin reads any str; its enum is a default
+
+
+class UsingSession:
+    """What a team writes by hand today: pure ASGI around OpenInference's using_session."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sid = next((v.decode() for k, v in scope["headers"] if k == b"x-session-id"), None)
+        sid = sid or str(uuid.uuid4())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"x-session-id", sid.encode())]
+            await send(message)
+
+        with using_session(sid):
+            await self.app(scope, receive, send_with_id)
+
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+class ContextVarBaseHTTP(BaseHTTPMiddleware):
+    """The pattern most blog posts show: BaseHTTPMiddleware setting a ContextVar."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        sid = request.headers.get(HEADER) or str(uuid.uuid4())
+        token = request_id.set(sid)
+        try:
+            response = await call_next(request)
+        finally:
+            request_id.reset(token)
+        response.headers[HEADER] = sid
+        return response
+
+
+def apps() -> dict[str, ASGIApp]:
+    return {
+        "bare app": bare,
+        "session-mw": SessionMiddleware(bare),
+        "asgi-correlation-id": CorrelationIdMiddleware(bare, header_name=HEADER, validator=None),
+        "starlette-context": RawContextMiddleware(bare, plugins=(SessionIdPlugin(validate=False),)),
+        "using_session (hand-written)": UsingSession(bare),
+        "BaseHTTPMiddleware + ContextVar": ContextVarBaseHTTP(bare),
+    }
+
+
+def runner(app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> Callable[[int], float]:
+    loop = asyncio.new_event_loop()
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        pass
+
+    async def many(n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            # A fresh scope per request, as a server gives: some middlewares change it.
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "POST",
+                "scheme": "http",
+                "path": "/chat",
+                "raw_path": b"/chat",
+                "query_string": b"",
+                "root_path": "",
+                "headers": list(headers),
+                "client": ("127.0.0.1", 50000),
+                "server": ("127.0.0.1", 8000),
+            }
+            await app(scope, receive, send)
+        return time.perf_counter() - start
+
+    return lambda n: loop.run_until_complete(many(n))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    # What httpx sends with a JSON POST, lower-cased as ASGI servers pass it on.
+    common = [
+        (b"host", b"127.0.0.1:8000"),
+        (b"accept", b"*/*"),
+        (b"accept-encoding", b"gzip, deflate"),
+        (b"connection", b"keep-alive"),
+        (b"user-agent", b"python-httpx/0.28.1"),
+        (b"content-length", b"16"),
+        (b"content-type", b"application/json"),
+    ]
+    cases = {
+        "with an incoming X-Session-Id header": [*common, (b"x-session-id", SESSION_ID.encode())],
+        "without a header (an id is generated)": common,
+    }
+    for title, headers in cases.items():
+        variants = {name: runner(app, headers) for name, app in apps().items()}
+        times = interleaved(variants, rounds=args.rounds, n=args.requests)
+        text, _ = table(title, times, "bare app", "asgi-correlation-id")
+        print(text, end="\n\n")
+    print(f"({args.rounds} interleaved rounds of {args.requests} requests; medians over rounds)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The pure ASGI adapter, for Starlette, FastAPI and any other ASGI app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from session_mw.headers import HeaderNames
+from session_mw.ids import IdPolicy, OnInvalid
+from session_mw.routes import find_routes, route_template
+from session_mw.scope import Session, close_session, open_session
+
+if TYPE_CHECKING:
+    from opentelemetry.util.types import AttributeValue
+
+__all__ = ["SessionMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+logger = logging.getLogger("session_mw")
+
+# The messages that open a response: the ones whose headers carry the id.
+_RESPONSE_STARTS = frozenset(
+    {"http.response.start", "websocket.accept", "websocket.http.response.start"}
+)
+_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+
+
+class SessionMiddleware:
+    """Opens a session for every HTTP request and WebSocket connection.
+
+    The id comes from the request header (or is generated), is echoed in the response header, and
+    is current, with ``url.path``, ``http.request.method`` and ``http.route``, from before the app
+    is called until it returns: streamed bodies and background tasks included.
+
+    :param app: the ASGI app to wrap.
+    :param header_name: the request and response header carrying the session id.
+    :param generator: makes ids for requests without a usable one; UUID4 strings by default.
+    :param validator: decides whether an incoming id may be used; the default accepts 1 to 128
+        characters from ``A-Z a-z 0-9 - _ . : @ + = /``.
+    :param on_invalid: ``"replace"`` (a new id and a warning) or ``"reject"`` (a 400 response).
+
+    Inside the app's middleware stack::
+
+        app = FastAPI()
+        app.add_middleware(SessionMiddleware, header_name="X-Session-Id")
+
+    or outermost, so that 500 responses from unhandled errors carry the header too::
+
+        app = SessionMiddleware(FastAPI())
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        header_name: str = "X-Session-Id",
+        generator: Callable[[], str] | None = None,
+        validator: Callable[[str], bool] | None = None,
+        on_invalid: OnInvalid = "replace",
+    ) -> None:
+        self.app = app
+        self._policy = IdPolicy(
+            header_name=header_name, generator=generator, validator=validator, on_invalid=on_invalid
+        )
+        self._names = HeaderNames.as_bytes(header_name)
+        self._routes = find_routes(app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in {"http", "websocket"}:
+            await self.app(scope, receive, send)
+            return
+
+        names = self._names
+        raw: bytes | None = None
+        cors = False
+        for name, value in scope["headers"]:
+            if name == names.key:
+                # Repeated headers are joined as a WSGI server would; the comma makes them invalid.
+                raw = value if raw is None else raw + b"," + value
+            elif name == b"origin":
+                cors = True
+        incoming = None if raw is None else raw.decode("latin-1")
+        session_id = self._policy.choose(incoming)
+        if session_id is None:
+            await self._reject(scope, send)
+            return
+        id_header = raw if raw is not None and session_id is incoming else session_id.encode()
+
+        # A plain function returning send's awaitable: no extra coroutine frame per message.
+        def send_with_session_id(message: Message) -> Awaitable[None]:
+            if message["type"] in _RESPONSE_STARTS:
+                message["headers"] = names.response_headers(
+                    message.get("headers", ()), id_header, cors
+                )
+            return send(message)
+
+        path = scope["path"]
+        # Routing rewrites root_path (and, in old Starlette, path) in place: keep them as they are.
+        root_path = scope.get("root_path", "")
+
+        def route() -> dict[str, AttributeValue] | None:
+            return self._route(scope, path, root_path)
+
+        opened = open_session(
+            Session(
+                session_id,
+                {"url.path": path, "http.request.method": scope.get("method", "GET")},
+                route,
+            ),
+            mark_span=True,
+        )
+        try:
+            await self.app(scope, receive, send_with_session_id)
+        finally:
+            close_session(opened)
+
+    def _route(self, scope: Scope, path: str, root_path: str) -> dict[str, AttributeValue] | None:
+        routes = self._routes if self._routes is not None else find_routes(scope.get("app"))
+        if routes is None:
+            return None
+        try:
+            template = route_template(routes, {**scope, "path": path, "root_path": root_path})
+        except Exception:  # a custom route class must not break whoever reads the session
+            logger.debug("Could not match the request's route", exc_info=True)
+            return None
+        return None if template is None else {"http.route": template}
+
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        body = self._policy.rejection()
+        if scope["type"] == "http":
+            prefix = "http"
+        elif "websocket.http.response" in scope.get("extensions", {}):
+            prefix = "websocket.http"
+        else:  # a WebSocket server without denial responses: close with "policy violation"
+            await send({"type": "websocket.close", "code": 1008, "reason": body.decode().strip()})
+            return
+        await send({"type": f"{prefix}.response.start", "status": 400, "headers": _headers(body)})
+        await send({"type": f"{prefix}.response.body", "body": body})
+
+
+def _headers(body: bytes) -> Iterable[tuple[bytes, bytes]]:
+    return [*_TEXT, (b"content-length", str(len(body)).encode())]

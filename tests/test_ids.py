@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import logging
+import re
+import string
+import threading
+import uuid
+
+import pytest
+
+from session_mw.ids import ID_RULE, IdPolicy, generate_id, is_valid_id
+
+
+def test_generated_ids_are_uuid4_strings_and_unique() -> None:
+    ids = [generate_id() for _ in range(3000)]  # crosses several refills of the pool
+    assert len(set(ids)) == len(ids)
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert str(parsed) == value
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert is_valid_id(value)
+
+
+def test_threads_never_share_an_id() -> None:
+    results: list[list[str]] = [[] for _ in range(8)]
+
+    def work(out: list[str]) -> None:
+        out.extend(generate_id() for _ in range(2000))
+
+    threads = [threading.Thread(target=work, args=(out,)) for out in results]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = [value for out in results for value in out]
+    assert len(set(everything)) == len(everything) == 16000
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a", "A" * 128, "chat-42", "user@example.com", "a:b/c+d=e_f.g", string.ascii_letters],
+)
+def test_valid(value: str) -> None:
+    assert is_valid_id(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        " ",
+        "a b",
+        "a,b",
+        '"quoted"',
+        "a\r\nSet-Cookie: x",
+        "tab\there",
+        "\x00",
+        "é",
+        "A" * 129,
+        "a;b",
+        "<script>",
+        "a\\b",
+        "%0d%0a",
+    ],
+)
+def test_invalid(value: str) -> None:
+    assert not is_valid_id(value)
+
+
+def test_policy_uses_valid_and_generates_for_missing() -> None:
+    policy = IdPolicy()
+    assert policy.choose("chat-42") == "chat-42"
+    generated = policy.choose(None)
+    assert generated is not None
+    assert uuid.UUID(generated).version == 4
+
+
+def test_replace_logs_a_warning_without_the_raw_value(caplog: pytest.LogCaptureFixture) -> None:
+    policy = IdPolicy()
+    with caplog.at_level(logging.WARNING, logger="session_mw"):
+        chosen = policy.choose("evil\r\nINJECTED")
+    assert chosen is not None
+    assert is_valid_id(chosen)
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert "INJECTED" not in message
+    assert "evil" not in message
+    assert "X-Session-Id" in message
+    assert ID_RULE in message
+
+
+def test_reject_gives_none_and_a_body_that_names_the_header_and_rule() -> None:
+    policy = IdPolicy(header_name="X-Conversation", on_invalid="reject")
+    assert policy.choose("bad value") is None
+    body = policy.rejection().decode()
+    assert "X-Conversation" in body
+    assert ID_RULE in body
+
+
+def test_custom_generator_and_validator() -> None:
+    counter = iter(range(1000))
+    policy = IdPolicy(
+        generator=lambda: f"conv-{next(counter)}", validator=lambda value: value.startswith("conv-")
+    )
+    assert policy.choose(None) == "conv-1"  # conv-0 went to the construction-time check
+    assert policy.choose("conv-77") == "conv-77"
+    assert policy.choose("chat-1") == "conv-2"
+    assert (
+        "validator" in IdPolicy(validator=lambda v: True, on_invalid="reject").rejection().decode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "hint"),
+    [
+        ({"header_name": ""}, "header_name=''"),
+        ({"header_name": "X Session"}, "not a valid HTTP header name"),
+        ({"header_name": "X-Session-Id:"}, "such as 'X-Session-Id'"),
+        ({"on_invalid": "ignore"}, "use 'replace' or 'reject'"),
+        ({"generator": lambda: "has space"}, "make the generator return"),
+        ({"generator": lambda: 42}, "generator returned 42"),
+        ({"validator": lambda value: False}, "pass a validator that accepts its ids"),
+    ],
+)
+def test_configuration_mistakes_say_what_to_change(options: dict[str, object], hint: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(hint)):
+        IdPolicy(**options)  # type: ignore[arg-type]
