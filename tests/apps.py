@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
+import threading
+import time
 
 from fastapi import FastAPI
+from flask import Flask
+from werkzeug.serving import run_simple
 
 from session_mw import SessionMiddleware, current_session
+from session_mw.flask import SessionMiddleware as FlaskSessionMiddleware
 
 asgi_app = FastAPI()
 asgi_app.add_middleware(SessionMiddleware)
@@ -24,3 +30,25 @@ async def turn(conversation_id: str) -> dict[str, str | None]:
         "after": None if after is None else after.id,
         "route": None if after is None else str(after.attributes.get("http.route")),
     }
+
+
+wsgi_app = Flask(__name__)
+FlaskSessionMiddleware(wsgi_app)
+
+
+@wsgi_app.get("/turn/<conversation_id>")
+def wsgi_turn(conversation_id: str) -> dict[str, str | None]:
+    """The WSGI twin of ``turn``: a blocking sleep while other threads serve other sessions."""
+    before = current_session()
+    time.sleep(random.uniform(0, 0.02))
+    after = current_session()
+    return {
+        "before": None if before is None else before.id,
+        "after": None if after is None else after.id,
+        "route": None if after is None else str(after.attributes.get("http.route")),
+        "thread": threading.current_thread().name,
+    }
+
+
+if __name__ == "__main__":  # python -m tests.apps PORT: Werkzeug's threaded server
+    run_simple("127.0.0.1", int(sys.argv[1]), wsgi_app, threaded=True)

@@ -7,12 +7,15 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from session_mw.headers import HeaderNames
-from session_mw.ids import IdPolicy, OnInvalid
+from session_mw.ids import IdPolicy
 from session_mw.routes import find_routes, route_template
 from session_mw.scope import Session, close_session, open_session
 
 if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
+    from typing_extensions import Unpack
+
+    from session_mw.ids import Options
 
 __all__ = ["SessionMiddleware"]
 
@@ -55,20 +58,10 @@ class SessionMiddleware:
         app = SessionMiddleware(FastAPI())
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        header_name: str = "X-Session-Id",
-        generator: Callable[[], str] | None = None,
-        validator: Callable[[str], bool] | None = None,
-        on_invalid: OnInvalid = "replace",
-    ) -> None:
+    def __init__(self, app: ASGIApp, **options: Unpack[Options]) -> None:
         self.app = app
-        self._policy = IdPolicy(
-            header_name=header_name, generator=generator, validator=validator, on_invalid=on_invalid
-        )
-        self._names = HeaderNames.as_bytes(header_name)
+        self._policy = IdPolicy(**options)
+        self._names = HeaderNames.as_bytes(self._policy.header_name)
         self._routes = find_routes(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -122,15 +115,16 @@ class SessionMiddleware:
             close_session(opened)
 
     def _route(self, scope: Scope, path: str, root_path: str) -> dict[str, AttributeValue] | None:
+        # Matching depends on the path alone, so the first answer is final: {} when nothing matches.
         routes = self._routes if self._routes is not None else find_routes(scope.get("app"))
         if routes is None:
-            return None
+            return {}
         try:
             template = route_template(routes, {**scope, "path": path, "root_path": root_path})
         except Exception:  # a custom route class must not break whoever reads the session
             logger.debug("Could not match the request's route", exc_info=True)
-            return None
-        return None if template is None else {"http.route": template}
+            return {}
+        return {} if template is None else {"http.route": template}
 
     async def _reject(self, scope: Scope, send: Send) -> None:
         body = self._policy.rejection()

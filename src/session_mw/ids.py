@@ -6,9 +6,9 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, TypedDict
 
-__all__ = ["ID_RULE", "IdPolicy", "generate_id", "is_valid_id"]
+__all__ = ["DEFAULTS", "ID_RULE", "IdPolicy", "Options", "generate_id", "is_valid_id"]
 
 logger = logging.getLogger("session_mw")
 
@@ -62,6 +62,24 @@ def is_valid_id(value: str) -> bool:
 
 
 OnInvalid = Literal["replace", "reject"]
+
+
+class Options(TypedDict, total=False):
+    """The keyword options every adapter takes; see :class:`IdPolicy` for what each one does."""
+
+    header_name: str
+    generator: Callable[[], str] | None
+    validator: Callable[[str], bool] | None
+    on_invalid: OnInvalid
+
+
+#: Every option with its default value (the Flask adapter fills ``app.config`` from these).
+DEFAULTS: Options = {
+    "header_name": "X-Session-Id",
+    "generator": None,
+    "validator": None,
+    "on_invalid": "replace",
+}
 
 
 class IdPolicy:

@@ -24,6 +24,7 @@ __all__ = ["SESSION_ID", "Session", "current_session", "session"]
 #: Span attribute and OpenTelemetry context key (OpenInference's ``SpanAttributes.SESSION_ID``).
 SESSION_ID = "session.id"
 
+#: Works out attributes on first read: a mapping once they are known, ``None`` while they are not.
 LateAttributes = Callable[[], Mapping[str, AttributeValue] | None]
 
 
@@ -51,17 +52,17 @@ class Session:
     ) -> None:
         self.id = id
         self._attributes = {} if attributes is None else attributes  # owned: callers hand it over
-        # Attributes that cost something to work out (the route template) and that most requests
-        # never read: resolved on first read, once, instead of on every request.
+        # Attributes that cost something to work out, or are known only once the app has routed
+        # (the route template): resolved on read, until they are known, not on every request.
         self._late = late
 
     @property
     def attributes(self) -> Mapping[str, AttributeValue]:
         late = self._late
         if late is not None:
-            self._late = None
             resolved = late()
-            if resolved:
+            if resolved is not None:  # None: not known yet (the app has not routed); ask again
+                self._late = None
                 self._attributes.update(resolved)
         return self._attributes
 
@@ -101,7 +102,7 @@ def open_session(opened: Session, *, mark_span: bool = False) -> _Opened:
     if mark_span and before:  # an empty context holds no span: skip the lookup
         span = get_current_span(before)
         if span.is_recording():
-            _mark(span, opened)
+            mark_span_with(span, opened)
     otel = otel_context.attach(Context({**before, SESSION_ID: opened.id}))
     return opened, _current.set(opened), otel
 
@@ -115,7 +116,16 @@ def close_session(opened: _Opened) -> None:
         _current.reset(token)
 
 
-def _mark(span: Span, opened: Session) -> None:
+def mark_current_span(opened: Session) -> None:
+    """Put the session on the span current now, if it records: for adapters whose server span
+    starts inside the session (Flask's, or OTel's WSGI middleware placed inside)."""
+    span = get_current_span()
+    if span.is_recording():
+        mark_span_with(span, opened)
+
+
+def mark_span_with(span: Span, opened: Session) -> None:
+    """Put the session id and the request attributes a server span lacks on ``span``."""
     attributes = opened.attributes
     span.set_attribute(SESSION_ID, opened.id)
     for key in _SPAN_ATTRIBUTES:

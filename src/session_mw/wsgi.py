@@ -1,0 +1,143 @@
+"""The WSGI adapter, for Flask, Django, Bottle, Falcon and any other WSGI app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from session_mw.headers import HeaderNames
+from session_mw.ids import IdPolicy
+from session_mw.scope import Session, close_session, mark_current_span, open_session
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from opentelemetry.util.types import AttributeValue
+    from typing_extensions import Unpack
+
+    from session_mw.ids import Options
+    from session_mw.scope import _Opened
+
+__all__ = ["SessionMiddleware"]
+
+_TEXT = "text/plain; charset=utf-8"
+
+
+class SessionMiddleware:
+    """Opens a session for every request to a WSGI app.
+
+    The id comes from the request header (or is generated) and is echoed in the response header;
+    the session, with ``url.path`` and ``http.request.method``, is current from before the app is
+    called until the response body is exhausted or closed, so streamed bodies run inside it.
+
+    :param wsgi_app: the WSGI app to wrap.
+    :param header_name: the request and response header carrying the session id.
+    :param generator: makes ids for requests without a usable one; UUID4 strings by default.
+    :param validator: decides whether an incoming id may be used; the default accepts 1 to 128
+        characters from ``A-Z a-z 0-9 - _ . : @ + = /``.
+    :param on_invalid: ``"replace"`` (a new id and a warning) or ``"reject"`` (a 400 response).
+
+    Wrap any WSGI app::
+
+        application = SessionMiddleware(application, header_name="X-Session-Id")
+    """
+
+    def __init__(self, wsgi_app: WSGIApplication, **options: Unpack[Options]) -> None:
+        self.wsgi_app = wsgi_app
+        self._policy = IdPolicy(**options)
+        self._names = HeaderNames.as_str(self._policy.header_name)
+        self._environ_key = "HTTP_" + self._policy.header_name.upper().replace("-", "_")
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        session_id = self._policy.choose(environ.get(self._environ_key))
+        if session_id is None:
+            message = self._policy.rejection()
+            start_response(
+                "400 Bad Request", [("Content-Type", _TEXT), ("Content-Length", str(len(message)))]
+            )
+            return [message]
+
+        names = self._names
+        cors = "HTTP_ORIGIN" in environ
+
+        opened_session = Session(
+            session_id,
+            {"url.path": _path(environ), "http.request.method": environ["REQUEST_METHOD"]},
+            lambda: _route(environ),
+        )
+
+        def start_response_with_session_id(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], object]:
+            # The server span is current here whether it started outside the session (OTel's
+            # WSGI middleware outermost) or inside it (Flask's, OTel's middleware inside): one
+            # place marks both, and the route is known by now.
+            mark_current_span(opened_session)
+            return start_response(
+                status, names.response_headers(headers, session_id, cors), exc_info
+            )
+
+        opened = open_session(opened_session)
+        try:
+            body = self.wsgi_app(environ, start_response_with_session_id)
+        except BaseException:
+            close_session(opened)
+            raise
+        return _SessionBody(body, opened)
+
+
+def _route(environ: WSGIEnvironment) -> dict[str, AttributeValue] | None:
+    # Werkzeug (so Flask) keeps the request in the environ; Flask puts the matched rule, with its
+    # blueprint prefix, on it once routing ran, or the routing error when nothing matched.
+    request = environ.get("werkzeug.request")
+    rule = getattr(request, "url_rule", None)
+    if rule is not None:
+        return {"http.route": rule.rule}
+    if request is None or getattr(request, "routing_exception", None) is not None:
+        return {}  # not a Werkzeug app, or no route matched: no http.route, for good
+    return None  # Flask has not routed yet
+
+
+def _path(environ: WSGIEnvironment) -> str:
+    path: str = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    # PEP 3333 hands the path over as latin-1; clients send UTF-8.
+    return path if path.isascii() else path.encode("latin-1").decode("utf-8", "replace")
+
+
+class _SessionBody:
+    """The app's response body, keeping the session open until it is exhausted or closed.
+
+    Whichever comes first closes the session, once; ``close()`` closes the app's body first, so
+    its clean-up code still runs inside the session.
+    """
+
+    __slots__ = ("_body", "_iterator", "_opened")
+
+    def __init__(self, body: Iterable[bytes], opened: _Opened) -> None:
+        self._body = body
+        self._iterator: Iterator[bytes] | None = None
+        self._opened: _Opened | None = opened
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._iterator is None:
+            self._iterator = iter(self._body)
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            self._close_session()
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._close_session()
+
+    def _close_session(self) -> None:
+        opened, self._opened = self._opened, None
+        if opened is not None:
+            close_session(opened)

@@ -1,0 +1,43 @@
+"""The examples run as their READMEs say and do what they claim."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from examples.flask_app.app import configure_logging, create_app
+
+
+def test_flask_example_groups_turns_and_streams() -> None:
+    client = create_app().test_client()
+    if True:
+        first = client.post("/chat", json={"message": "hello"})
+        session_id = first.headers["X-Session-Id"]
+        assert first.get_data(as_text=True) == "Turn 1: you said 'hello'. "
+        second = client.post(
+            "/chat", json={"message": "again"}, headers={"X-Session-Id": session_id}
+        )
+        assert second.headers["X-Session-Id"] == session_id
+        assert second.get_data(as_text=True) == "Turn 2: you said 'again'. "
+        other = client.post("/chat", json={"message": "new"})
+        assert other.headers["X-Session-Id"] != session_id
+        assert other.get_data(as_text=True).startswith("Turn 1:")
+    for response in (first, second, other):
+        response.close()
+
+
+def test_flask_example_log_lines_carry_the_session(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers.clear()
+    try:
+        configure_logging()
+        client = create_app().test_client()
+        response = client.post("/chat", json={"message": "hi"}, headers={"X-Session-Id": "demo-1"})
+        response.get_data()
+        response.close()
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    assert "[session demo-1] turn 1 of this conversation" in capsys.readouterr().err
