@@ -104,8 +104,13 @@ def apps() -> dict[str, ASGIApp]:
     }
 
 
+_loops: list[asyncio.AbstractEventLoop] = []
+
+
 def runner(app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> Callable[[int], float]:
-    loop = asyncio.new_event_loop()
+    if not _loops:
+        _loops.append(asyncio.new_event_loop())  # one loop for every variant, never closed
+    loop = _loops[0]
 
     async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -137,11 +142,8 @@ def runner(app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> Callable[[int], 
     return lambda n: loop.run_until_complete(many(n))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--requests", type=int, default=2000)
-    args = parser.parse_args()
+def suites() -> dict[str, tuple[dict[str, Callable[[int], float]], str, str]]:
+    """Every table: its variants, its baseline and the peer its ratios are taken against."""
     # What httpx sends with a JSON POST, lower-cased as ASGI servers pass it on.
     common = [
         (b"host", b"127.0.0.1:8000"),
@@ -156,10 +158,24 @@ def main() -> None:
         "with an incoming X-Session-Id header": [*common, (b"x-session-id", SESSION_ID.encode())],
         "without a header (an id is generated)": common,
     }
-    for title, headers in cases.items():
-        variants = {name: runner(app, headers) for name, app in apps().items()}
+    return {
+        title: (
+            {name: runner(app, headers) for name, app in apps().items()},
+            "bare app",
+            "asgi-correlation-id",
+        )
+        for title, headers in cases.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    for title, (variants, baseline, reference) in suites().items():
         times = interleaved(variants, rounds=args.rounds, n=args.requests)
-        text, _ = table(title, times, "bare app", "asgi-correlation-id")
+        text, _ = table(title, times, baseline, reference)
         print(text, end="\n\n")
     print(f"({args.rounds} interleaved rounds of {args.requests} requests; medians over rounds)")
 

@@ -141,12 +141,9 @@ def runner(app: WSGIApplication, header: bool) -> Callable[[int], float]:
     return many
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--requests", type=int, default=2000)
-    args = parser.parse_args()
-    suites: dict[str, tuple[dict[str, WSGIApplication], str, str]] = {
+def suites() -> dict[str, tuple[dict[str, Callable[[int], float]], str, str]]:
+    """Every table: its variants, its baseline and the peer its ratios are taken against."""
+    groups: dict[str, tuple[dict[str, WSGIApplication], str, str]] = {
         "WSGI": (
             {
                 "bare WSGI app": bare,
@@ -167,13 +164,26 @@ def main() -> None:
             "flask-log-request-id",
         ),
     }
-    for suite, (apps, baseline, reference) in suites.items():
-        for header in (True, False):
-            title = f"{suite}, {'with an incoming' if header else 'without an'} {HEADER} header"
-            variants = {name: runner(app, header) for name, app in apps.items()}
-            times = interleaved(variants, rounds=args.rounds, n=args.requests)
-            text, _ = table(title, times, baseline, reference)
-            print(text, end="\n\n")
+    return {
+        f"{group}, {'with an incoming' if header else 'without an'} {HEADER} header": (
+            {name: runner(app, header) for name, app in apps.items()},
+            baseline,
+            reference,
+        )
+        for group, (apps, baseline, reference) in groups.items()
+        for header in (True, False)
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    for title, (variants, baseline, reference) in suites().items():
+        times = interleaved(variants, rounds=args.rounds, n=args.requests)
+        text, _ = table(title, times, baseline, reference)
+        print(text, end="\n\n")
     print(f"({args.rounds} interleaved rounds of {args.requests} requests; medians over rounds)")
 
 

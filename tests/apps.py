@@ -7,6 +7,7 @@ import random
 import sys
 import threading
 import time
+from typing import Any
 
 from fastapi import FastAPI
 from flask import Flask
@@ -52,3 +53,26 @@ def wsgi_turn(conversation_id: str) -> dict[str, str | None]:
 
 if __name__ == "__main__":  # python -m tests.apps PORT: Werkzeug's threaded server
     run_simple("127.0.0.1", int(sys.argv[1]), wsgi_app, threaded=True)
+
+
+fake_openai = FastAPI()
+
+
+@fake_openai.post("/v1/chat/completions")
+async def completions(body: dict[str, Any]) -> dict[str, Any]:
+    """A tiny OpenAI-compatible chat-completions endpoint: echoes the last user message."""
+    text = f"You said: {body['messages'][-1]['content']}"
+    return {
+        "id": "chatcmpl-local",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
+    }

@@ -41,3 +41,30 @@ def test_flask_example_log_lines_carry_the_session(capsys: pytest.CaptureFixture
         root.handlers[:], level = saved
         root.setLevel(level)
     assert "[session demo-1] turn 1 of this conversation" in capsys.readouterr().err
+
+
+def test_fastapi_example_streams_and_groups_spans_by_session() -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from starlette.testclient import TestClient
+
+    from examples.fastapi_app.app import create_app as create_fastapi_app
+    from examples.fastapi_app.app import tracer_provider
+
+    exporter = InMemorySpanExporter()
+    client = TestClient(create_fastapi_app(tracer_provider(exporter)))
+    first = client.post("/chat", json={"message": "hello"})
+    session_id = first.headers["x-session-id"]
+    assert first.headers["content-type"].startswith("text/event-stream")
+    assert 'data: "Turn "' in first.text
+    assert first.text.endswith("event: done\ndata: {}\n\n")
+    second = client.post("/chat", json={"message": "more"}, headers={"X-Session-Id": session_id})
+    assert 'data: "2: "' in second.text
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["fake-llm", "chat-turn", "fake-llm", "chat-turn"]
+    for span in spans:
+        assert (span.attributes or {})["session.id"] == session_id
+    chain = spans[1].attributes or {}
+    assert chain["openinference.span.kind"] == "CHAIN"
+    assert chain["input.value"] == "hello"
+    assert chain["output.value"] == "Turn 1: you said 'hello'."
+    assert chain["http.route"] == "/chat"

@@ -3,7 +3,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import logging.config
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
+from typing import Any
 
 import pytest
 
@@ -61,3 +62,42 @@ def test_default_dash_and_never_drops() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
     assert SessionIdFilter().filter(record) is True
     assert record.__dict__["session_id"] == "-"
+
+
+def test_structlog_processor_inside_outside_sync_and_async() -> None:
+    import structlog
+
+    from session_mw.logs import add_session_id
+
+    captured: list[dict[str, object]] = []
+
+    def capture(logger: object, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        captured.append(dict(event_dict))
+        return ""
+
+    structlog.configure(
+        processors=[add_session_id, capture],
+        logger_factory=structlog.ReturnLoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
+    try:
+        log = structlog.get_logger()
+        log.info("outside")
+        with session("chat-7"):
+            log.info("inside")
+            log.info("explicit", session_id="kept")
+
+        async def turn() -> None:
+            with session("async-1"):
+                await asyncio.sleep(0)
+                log.info("async")
+
+        asyncio.run(turn())
+    finally:
+        structlog.reset_defaults()
+    assert [(e["event"], e.get("session_id")) for e in captured] == [
+        ("outside", None),
+        ("inside", "chat-7"),
+        ("explicit", "kept"),
+        ("async", "async-1"),
+    ]

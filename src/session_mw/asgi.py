@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from session_mw.headers import HeaderNames
-from session_mw.ids import IdPolicy
+from session_mw.ids import IdPolicy, session_id_from_baggage
 from session_mw.routes import find_routes, route_template
 from session_mw.scope import Session, close_session, open_session
 
@@ -79,8 +79,14 @@ class SessionMiddleware:
                 raw = value if raw is None else raw + b"," + value
             elif name == b"origin":
                 cors = True
-        incoming = None if raw is None else raw.decode("latin-1")
-        session_id = self._policy.choose(incoming)
+        policy = self._policy
+        if raw is not None:
+            incoming: str | None = raw.decode("latin-1")
+        elif policy.from_baggage:  # a second pass, only for those who turned it on
+            incoming = _from_baggage(scope["headers"])
+        else:
+            incoming = None
+        session_id = policy.choose(incoming)
         if session_id is None:
             await self._reject(scope, send)
             return
@@ -102,12 +108,9 @@ class SessionMiddleware:
             return self._route(scope, path, root_path)
 
         opened = open_session(
-            Session(
-                session_id,
-                {"url.path": path, "http.request.method": scope.get("method", "GET")},
-                route,
-            ),
+            Session(session_id, policy.attributes(scope, path, scope.get("method", "GET")), route),
             mark_span=True,
+            baggage=policy.baggage,
         )
         try:
             await self.app(scope, receive, send_with_session_id)
@@ -137,6 +140,11 @@ class SessionMiddleware:
             return
         await send({"type": f"{prefix}.response.start", "status": 400, "headers": _headers(body)})
         await send({"type": f"{prefix}.response.body", "body": body})
+
+
+def _from_baggage(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    joined = b",".join([value for name, value in headers if name == b"baggage"])
+    return session_id_from_baggage(joined.decode("latin-1")) if joined else None
 
 
 def _headers(body: bytes) -> Iterable[tuple[bytes, bytes]]:

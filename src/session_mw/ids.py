@@ -6,11 +6,17 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
+
+from opentelemetry.baggage import get_baggage
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.util.types import AttributeValue
 
 __all__ = ["DEFAULTS", "ID_RULE", "IdPolicy", "Options", "generate_id", "is_valid_id"]
 
 logger = logging.getLogger("session_mw")
+
+_BAGGAGE = W3CBaggagePropagator()
 
 ID_RULE = "1 to 128 characters from ASCII letters, digits and - _ . : @ + = /"
 
@@ -71,6 +77,9 @@ class Options(TypedDict, total=False):
     generator: Callable[[], str] | None
     validator: Callable[[str], bool] | None
     on_invalid: OnInvalid
+    user_id: Callable[[Any], object] | None
+    baggage: bool
+    from_baggage: bool
 
 
 #: Every option with its default value (the Flask adapter fills ``app.config`` from these).
@@ -79,6 +88,9 @@ DEFAULTS: Options = {
     "generator": None,
     "validator": None,
     "on_invalid": "replace",
+    "user_id": None,
+    "baggage": False,
+    "from_baggage": False,
 }
 
 
@@ -90,9 +102,25 @@ class IdPolicy:
     :param validator: decides whether an incoming value may be used as the id.
     :param on_invalid: ``"replace"`` gives the request a new id and logs a warning;
         ``"reject"`` makes the adapter answer 400.
+    :param user_id: given the request (the ASGI scope or the WSGI environ), returns its user id
+        or ``None``; it becomes ``user.id`` on spans and in the OTel context.
+    :param baggage: also put ``session.id`` into W3C baggage, which OTel's propagator sends on
+        every outgoing call, to every host: only for services that must get the session through
+        OTel propagation alone.
+    :param from_baggage: when the header is absent, take the id from an incoming ``baggage``
+        ``session.id`` entry (validated like the header).
     """
 
-    __slots__ = ("generate", "header_name", "reject", "rule", "validate")
+    __slots__ = (
+        "baggage",
+        "from_baggage",
+        "generate",
+        "header_name",
+        "reject",
+        "rule",
+        "user_id",
+        "validate",
+    )
 
     def __init__(
         self,
@@ -101,6 +129,9 @@ class IdPolicy:
         generator: Callable[[], str] | None = None,
         validator: Callable[[str], bool] | None = None,
         on_invalid: OnInvalid = "replace",
+        user_id: Callable[[Any], object] | None = None,
+        baggage: bool = False,
+        from_baggage: bool = False,
     ) -> None:
         if not isinstance(header_name, str) or not _TOKEN.fullmatch(header_name):
             raise ValueError(
@@ -115,6 +146,9 @@ class IdPolicy:
         self.validate: Callable[[str], object] = validator or _VALID.fullmatch
         self.reject = on_invalid == "reject"
         self.rule = ID_RULE if validator is None else "a value the configured validator accepts"
+        self.user_id = user_id
+        self.baggage = baggage
+        self.from_baggage = from_baggage
         sample = self.generate()
         if not isinstance(sample, str) or not self.validate(sample):
             raise ValueError(
@@ -140,6 +174,21 @@ class IdPolicy:
         )
         return self.generate()
 
+    def attributes(self, request: object, path: str, method: str) -> dict[str, AttributeValue]:
+        """The attributes a request's session opens with."""
+        attributes: dict[str, AttributeValue] = {"url.path": path, "http.request.method": method}
+        if self.user_id is not None:
+            user = self.user_id(request)
+            if user is not None:
+                attributes["user.id"] = str(user)
+        return attributes
+
     def rejection(self) -> bytes:
         """The body of the 400 response given when ``on_invalid="reject"``."""
         return f"Invalid {self.header_name} request header: expected {self.rule}.\n".encode()
+
+
+def session_id_from_baggage(header: str) -> str | None:
+    """The ``session.id`` entry of a W3C ``baggage`` header value, percent-decoded, or ``None``."""
+    value = get_baggage("session.id", _BAGGAGE.extract({"baggage": header}))
+    return value if isinstance(value, str) else None

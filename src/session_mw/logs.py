@@ -1,12 +1,14 @@
-"""Log records that say which session they belong to."""
+"""Log records that say which session they belong to: stdlib logging and structlog."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
+from typing import Any
 
 from session_mw.scope import current_session
 
-__all__ = ["SessionIdFilter"]
+__all__ = ["SessionIdFilter", "add_session_id"]
 
 
 class SessionIdFilter(logging.Filter):
@@ -32,3 +34,18 @@ class SessionIdFilter(logging.Filter):
         opened = current_session()
         record.session_id = self.default if opened is None else opened.id
         return True
+
+
+def add_session_id(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: adds ``session_id`` to every event logged inside a session.
+
+    Events outside a session are left as they are; a ``session_id`` the caller set is kept::
+
+        structlog.configure(processors=[add_session_id, structlog.processors.JSONRenderer()])
+    """
+    opened = current_session()
+    if opened is not None:
+        event_dict.setdefault("session_id", opened.id)
+    return event_dict

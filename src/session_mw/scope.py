@@ -8,11 +8,14 @@ that OpenInference instrumentors read. Adapters open and close sessions through
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
+from json.encoder import encode_basestring
 
 from opentelemetry import context as otel_context
+from opentelemetry.baggage import set_baggage
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, get_current_span
 from opentelemetry.util.types import AttributeValue
@@ -21,8 +24,10 @@ from session_mw.ids import generate_id
 
 __all__ = ["SESSION_ID", "Session", "current_session", "session"]
 
-#: Span attribute and OpenTelemetry context key (OpenInference's ``SpanAttributes.SESSION_ID``).
+#: Span attributes and OpenTelemetry context keys, as OpenInference's ``SpanAttributes`` name them.
 SESSION_ID = "session.id"
+USER_ID = "user.id"
+METADATA = "metadata"
 
 #: Works out attributes on first read: a mapping once they are known, ``None`` while they are not.
 LateAttributes = Callable[[], Mapping[str, AttributeValue] | None]
@@ -91,8 +96,13 @@ def current_session() -> Session | None:
     return _current.get()
 
 
-def open_session(opened: Session, *, mark_span: bool = False) -> _Opened:
+def open_session(opened: Session, *, mark_span: bool = False, baggage: bool = False) -> _Opened:
     """Make ``opened`` the current session until :func:`close_session` is given the result.
+
+    The OTel context gets the values OpenInference instrumentors copy onto their spans:
+    ``session.id``, ``user.id`` when the session has one, and the session's attributes merged
+    into ``metadata``. With ``baggage``, ``session.id`` also goes into W3C baggage, which OTel's
+    propagator sends on every outgoing call.
 
     With ``mark_span``, the span current now (OTel's server span) gets the session id and the
     request attributes. Now, not at close: OTel's ASGI middleware ends that span as soon as the
@@ -103,8 +113,17 @@ def open_session(opened: Session, *, mark_span: bool = False) -> _Opened:
         span = get_current_span(before)
         if span.is_recording():
             mark_span_with(span, opened)
-    otel = otel_context.attach(Context({**before, SESSION_ID: opened.id}))
-    return opened, _current.set(opened), otel
+    values = {**before, SESSION_ID: opened.id}
+    attributes = opened._attributes
+    if attributes:
+        values[METADATA] = _metadata(attributes, before.get(METADATA))
+        user = attributes.get(USER_ID)
+        if user is not None:
+            values[USER_ID] = user
+    context = Context(values)
+    if baggage:
+        context = set_baggage(SESSION_ID, opened.id, context)
+    return opened, _current.set(opened), otel_context.attach(context)
 
 
 def close_session(opened: _Opened) -> None:
@@ -114,6 +133,26 @@ def close_session(opened: _Opened) -> None:
         otel_context.detach(otel)  # logs rather than raises on failure
     finally:
         _current.reset(token)
+
+
+def _metadata(attributes: Mapping[str, AttributeValue], existing: object) -> str:
+    """OpenInference's ``metadata`` context value: a JSON object, merged with what is there."""
+    if isinstance(existing, str):
+        try:
+            earlier = json.loads(existing)
+        except ValueError:
+            earlier = None
+        if not isinstance(earlier, dict):
+            return existing  # not ours to rewrite: never clobber it
+        return json.dumps({**attributes, **earlier})  # what was set before wins
+    # Written by hand: json.dumps() costs three times as much on every request.
+    return (
+        "{" + ",".join([f"{_json(key)}:{_json(value)}" for key, value in attributes.items()]) + "}"
+    )
+
+
+def _json(value: object) -> str:
+    return encode_basestring(value) if isinstance(value, str) else json.dumps(value)
 
 
 def mark_current_span(opened: Session) -> None:

@@ -1,0 +1,83 @@
+"""The same benchmarks counted in CPU instructions (valgrind's callgrind) instead of seconds.
+
+    python -m benchmarks.instructions [asgi|wsgi ...] [--requests 2000]
+
+Wall-clock medians on a shared machine move by tens of percent from run to run; instruction
+counts do not (the same binary and inputs give the same count, whatever else the machine does).
+Each variant runs twice under callgrind, with 0 and with N requests after the same warm-up; the
+difference divided by N is its instructions per request, and its overhead is that minus the
+baseline's. Needs valgrind (``apt-get install valgrind``); takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+MODULES = {"asgi": "benchmarks.asgi_overhead", "wsgi": "benchmarks.wsgi_overhead"}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def suites(kind: str) -> Any:
+    return importlib.import_module(MODULES[kind]).suites()
+
+
+def run_variant(kind: str, title: str, name: str, n: int) -> None:
+    variants, _, _ = suites(kind)[title]
+    variants[name](200)  # warm-up, the same in both runs
+    variants[name](n)
+
+
+def count(kind: str, title: str, name: str, n: int) -> int:
+    with tempfile.NamedTemporaryFile() as out:
+        done = subprocess.run(
+            [
+                "valgrind", "--tool=callgrind", f"--callgrind-out-file={out.name}",
+                sys.executable, "-m", "benchmarks.instructions",
+                "--run", kind, title, name, str(n),
+            ],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"callgrind printed no total:\n{done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("kinds", nargs="*", choices=[*MODULES, []], help="asgi, wsgi or both")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--run", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        kind, title, name, n = args.run
+        run_variant(kind, title, name, int(n))
+        return
+    n = args.requests
+    for kind in args.kinds or list(MODULES):
+        for title, (variants, baseline, reference) in suites(kind).items():
+            per_request = {
+                name: (count(kind, title, name, n) - count(kind, title, name, 0)) / n
+                for name in variants
+            }
+            over = {name: v - per_request[baseline] for name, v in per_request.items()}
+            print(f"**{title}** (instructions per request)\n")
+            print(f"| variant | instructions | overhead | overhead vs {reference} |")
+            print("|---|---:|---:|---:|")
+            for name in sorted(variants, key=lambda v: over[v]):
+                ratio = "-" if name == baseline else f"{over[name] / over[reference]:.2f}x"
+                extra = "-" if name == baseline else f"{over[name]:,.0f}"
+                print(f"| {name} | {per_request[name]:,.0f} | {extra} | {ratio} |")
+            print()
+    print(f"(callgrind; {n} requests per variant after 200 warm-up requests)")
+
+
+if __name__ == "__main__":
+    main()
