@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,9 +22,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(args: Sequence[str], port: int, *, timeout: float = 30.0) -> Iterator[str]:
+def running(
+    args: Sequence[str],
+    port: int,
+    *,
+    timeout: float = 30.0,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[str]:
     """Run ``python -m <args>`` from the repository root until the port answers; yield its URL."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-m", *args],
         cwd=ROOT,

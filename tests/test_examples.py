@@ -48,10 +48,10 @@ def test_fastapi_example_streams_and_groups_spans_by_session() -> None:
     from starlette.testclient import TestClient
 
     from examples.fastapi_app.app import create_app as create_fastapi_app
-    from examples.fastapi_app.app import tracer_provider
+    from examples.fastapi_app.telemetry import tracer_provider
 
     exporter = InMemorySpanExporter()
-    client = TestClient(create_fastapi_app(tracer_provider(exporter)))
+    client = TestClient(create_fastapi_app(tracer_provider("chat-gateway", exporter)))
     first = client.post("/chat", json={"message": "hello"})
     session_id = first.headers["x-session-id"]
     assert first.headers["content-type"].startswith("text/event-stream")

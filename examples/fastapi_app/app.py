@@ -1,9 +1,12 @@
 """A multi-turn chat service on FastAPI whose turns session-mw groups into sessions.
 
-Run it with ``scripts/example fastapi`` (port 8000). Spans go to the console, or to Phoenix when
-``PHOENIX_COLLECTOR_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_ENDPOINT``) is set::
+Run it with ``scripts/example fastapi`` (port 8000), then::
 
     curl -sN -X POST localhost:8000/chat -H 'Content-Type: application/json' -d '{"message": "hi"}'
+
+Spans go to the console, or to Phoenix when ``PHOENIX_COLLECTOR_ENDPOINT`` (or any collector when
+``OTEL_EXPORTER_OTLP_ENDPOINT``) is set. With ``MODEL_URL`` set, the model runs in a second
+service (``model_service.py``) reached over HTTP; the session goes along in ``X-Session-Id``.
 """
 
 from __future__ import annotations
@@ -12,51 +15,26 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
-from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SimpleSpanProcessor,
-    SpanExporter,
-)
 from pydantic import BaseModel
 
+from examples.fastapi_app.telemetry import tracer_provider
 from session_mw import SessionMiddleware, current_session
-from session_mw.otel import SessionSpanProcessor
-
-PROJECT = "session-mw-demo"
+from session_mw.clients import httpx_async_event_hooks
 
 
 class Turn(BaseModel):
     message: str
 
 
-def tracer_provider(exporter: SpanExporter | None = None) -> TracerProvider:
-    """Console by default; OTLP to Phoenix (or any collector) when its endpoint is set."""
-    provider = TracerProvider(resource=Resource({"openinference.project.name": PROJECT}))
-    provider.add_span_processor(SessionSpanProcessor())
-    phoenix = os.environ.get("PHOENIX_COLLECTOR_ENDPOINT")
-    if exporter is not None:
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-    elif phoenix or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
-            OTLPSpanExporter,
-        )
-
-        endpoint = f"{phoenix.rstrip('/')}/v1/traces" if phoenix else None
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-    else:
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
-    return provider
-
-
-async def fake_llm(tracer: trace.Tracer, prompt: str, turn: int) -> AsyncIterator[str]:
-    """Stands in for a model call: an LLM span, and the reply streamed word by word."""
+async def local_model(tracer: trace.Tracer, prompt: str, turn: int) -> str:
+    """Stands in for a model call made in-process: an LLM span around a canned reply."""
     with tracer.start_as_current_span(
         "fake-llm",
         attributes={
@@ -65,18 +43,37 @@ async def fake_llm(tracer: trace.Tracer, prompt: str, turn: int) -> AsyncIterato
             "input.value": prompt,
         },
     ) as span:
+        await asyncio.sleep(0.005)
         reply = f"Turn {turn}: you said {prompt!r}."
-        for word in reply.split():
-            await asyncio.sleep(0.005)
-            yield word + " "
         span.set_attribute("output.value", reply)
+        return reply
 
 
-def create_app(provider: TracerProvider | None = None) -> FastAPI:
-    tracer = (provider or tracer_provider()).get_tracer("examples.fastapi_app")
-    turns: dict[str, int] = {}  # turns so far per conversation; a real app keeps history
+async def remote_model(client: httpx.AsyncClient, prompt: str, turn: int) -> str:
+    """The model in the second service: the hooks add X-Session-Id, inject() the trace."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    response = await client.post(
+        "/generate", json={"prompt": prompt, "turn": turn}, headers=headers
+    )
+    response.raise_for_status()
+    return str(response.json()["reply"])
 
-    app = FastAPI(title="session-mw chat example")
+
+def create_app(provider: TracerProvider | None = None, model_url: str | None = None) -> FastAPI:
+    provider = provider or tracer_provider("chat-gateway")
+    tracer = provider.get_tracer("examples.fastapi_app")
+    model_url = model_url or os.environ.get("MODEL_URL")
+    client = httpx.AsyncClient(base_url=model_url or "", event_hooks=httpx_async_event_hooks())
+    turns: dict[str, int] = {}  # turns so far per conversation; a real app keeps the history
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+        provider.shutdown()  # flush what is still queued for Phoenix
+
+    app = FastAPI(title="session-mw chat example", lifespan=lifespan)
     app.add_middleware(SessionMiddleware)
 
     @app.post("/chat")
@@ -91,11 +88,14 @@ def create_app(provider: TracerProvider | None = None) -> FastAPI:
                 "chat-turn",
                 attributes={"openinference.span.kind": "CHAIN", "input.value": turn.message},
             ) as span:
-                words = []
-                async for word in fake_llm(tracer, turn.message, number):
-                    words.append(word)
-                    yield f"data: {json.dumps(word)}\n\n"
-                span.set_attribute("output.value", "".join(words).strip())
+                if model_url:
+                    reply = await remote_model(client, turn.message, number)
+                else:
+                    reply = await local_model(tracer, turn.message, number)
+                for word in reply.split():
+                    await asyncio.sleep(0.005)
+                    yield f"data: {json.dumps(word + ' ')}\n\n"
+                span.set_attribute("output.value", reply)
             yield "event: done\ndata: {}\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")

@@ -145,14 +145,18 @@ def _metadata(attributes: Mapping[str, AttributeValue], existing: object) -> str
         if not isinstance(earlier, dict):
             return existing  # not ours to rewrite: never clobber it
         return json.dumps({**attributes, **earlier})  # what was set before wins
-    # Written by hand: json.dumps() costs three times as much on every request.
+    # Written by hand: json.dumps() costs three times as much, and this runs on every request.
     return (
-        "{" + ",".join([f"{_json(key)}:{_json(value)}" for key, value in attributes.items()]) + "}"
+        "{"
+        + ",".join(
+            [
+                f"{encode_basestring(key)}:"
+                f"{encode_basestring(value) if type(value) is str else json.dumps(value)}"
+                for key, value in attributes.items()
+            ]
+        )
+        + "}"
     )
-
-
-def _json(value: object) -> str:
-    return encode_basestring(value) if isinstance(value, str) else json.dumps(value)
 
 
 def mark_current_span(opened: Session) -> None:

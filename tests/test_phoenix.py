@@ -1,0 +1,139 @@
+"""End to end against a real Phoenix: three concurrent conversations of three turns through the
+FastAPI example and its model service, each exactly one Phoenix session holding every trace.
+
+Phoenix is large and lives in its own environment: ``scripts/phoenix-env`` makes it, and
+``.ci/run`` runs this file on its own step (``scripts/test -m phoenix``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.servers import ROOT, free_port, running
+
+pytestmark = pytest.mark.phoenix
+
+PROJECT = "session-mw-demo"
+PHOENIX = Path(os.environ.get("PHOENIX_BIN", ROOT / ".venv-phoenix" / "bin" / "phoenix"))
+
+
+@pytest.fixture(scope="module")
+def phoenix() -> Iterator[str]:
+    if not PHOENIX.exists():
+        pytest.fail(f"no Phoenix at {PHOENIX}: run scripts/phoenix-env (or set PHOENIX_BIN)")
+    port, grpc_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as workdir:
+        env = {
+            **os.environ,
+            "PHOENIX_WORKING_DIR": workdir,
+            "PHOENIX_HOST": "127.0.0.1",
+            "PHOENIX_PORT": str(port),
+            "PHOENIX_GRPC_PORT": str(grpc_port),
+        }
+        log = Path(workdir) / "phoenix.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen([str(PHOENIX), "serve"], env=env, stdout=out, stderr=out)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while not healthy(url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"Phoenix did not start:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(30)
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except (OSError, httpx.HTTPError):
+        return False
+
+
+async def conversation(client: httpx.AsyncClient, name: str) -> str:
+    session_id: str | None = None
+    for turn in range(3):
+        headers = {} if session_id is None else {"X-Session-Id": session_id}
+        response = await client.post("/chat", json={"message": f"{name} {turn}"}, headers=headers)
+        assert response.status_code == 200
+        assert response.text.endswith("event: done\ndata: {}\n\n")
+        echoed = response.headers["x-session-id"]
+        assert session_id is None or echoed == session_id
+        session_id = echoed
+    assert session_id is not None
+    return session_id
+
+
+def collect(phoenix: str, resource: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+        body = httpx.get(f"{phoenix}/v1/projects/{PROJECT}/{resource}", params=params).json()
+        items += body["data"]
+        cursor = body.get("next_cursor")
+        if not cursor:
+            return items
+
+
+def test_three_conversations_are_three_sessions_in_phoenix(phoenix: str) -> None:
+    env = {
+        **os.environ,
+        "PHOENIX_COLLECTOR_ENDPOINT": phoenix,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+    model_port, gateway_port = free_port(), free_port()
+    model = ["uvicorn", "--factory", "examples.fastapi_app.model_service:create_model_service"]
+    gateway = ["uvicorn", "--factory", "examples.fastapi_app.app:create_app"]
+    common = ["--host", "127.0.0.1", "--log-level", "warning", "--port"]
+    with running([*model, *common, str(model_port)], model_port, env=env) as model_url:
+        env["MODEL_URL"] = model_url
+        with running([*gateway, *common, str(gateway_port)], gateway_port, env=env) as url:
+
+            async def drive() -> list[str]:
+                async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                    return list(
+                        await asyncio.gather(*(conversation(client, f"c{n}") for n in range(3)))
+                    )
+
+            ids = asyncio.run(drive())
+    # Both services have shut down and flushed; Phoenix may still be ingesting.
+    spans: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        spans = collect(phoenix, "spans")
+        if len(spans) >= 18:  # per turn: chat-turn (gateway) + fake-llm (model service)
+            break
+        time.sleep(0.5)
+    assert len(set(ids)) == 3
+    assert len(spans) == 18
+    for span in spans:
+        assert span["attributes"].get("session.id") in ids, span["name"]
+
+    traces_by_session: dict[str, set[str]] = defaultdict(set)
+    names_by_session: dict[str, list[str]] = defaultdict(list)
+    for span in spans:
+        traces_by_session[span["attributes"]["session.id"]].add(span["context"]["trace_id"])
+        names_by_session[span["attributes"]["session.id"]].append(span["name"])
+
+    sessions = {s["session_id"]: s for s in collect(phoenix, "sessions")}
+    assert set(sessions) == set(ids)
+    for session_id in ids:
+        in_phoenix = {t["trace_id"] for t in sessions[session_id]["traces"]}
+        assert in_phoenix == traces_by_session[session_id]
+        assert len(in_phoenix) == 3  # one trace per turn, spanning both services
+        assert sorted(names_by_session[session_id]) == ["chat-turn"] * 3 + ["fake-llm"] * 3
