@@ -68,3 +68,21 @@ def test_fastapi_example_streams_and_groups_spans_by_session() -> None:
     assert chain["input.value"] == "hello"
     assert chain["output.value"] == "Turn 1: you said 'hello'."
     assert chain["http.route"] == "/chat"
+
+
+def test_demo_prints_every_turn_grouped_by_session() -> None:
+    import io
+    import re
+
+    from examples.demo import main
+
+    out = io.StringIO()
+    main([], out)
+    text = out.getvalue()
+    sessions = re.findall(r"session ([0-9a-f-]{36})  \((Ada|Bob), 3 traces\)", text)
+    assert sorted(who for _, who in sessions) == ["Ada", "Bob"]
+    assert text.count("POST /chat ") == 6
+    assert text.count("fake-llm ") == 6
+    assert "(no session)" not in text
+    for session_id, _ in sessions:
+        assert text.count(f"session.id={session_id[:8]}") == 9  # 3 spans in each of 3 turns

@@ -137,3 +137,17 @@ def test_three_conversations_are_three_sessions_in_phoenix(phoenix: str) -> None
         assert in_phoenix == traces_by_session[session_id]
         assert len(in_phoenix) == 3  # one trace per turn, spanning both services
         assert sorted(names_by_session[session_id]) == ["chat-turn"] * 3 + ["fake-llm"] * 3
+
+
+def test_demo_sends_its_run_to_phoenix_and_links_the_sessions(phoenix: str) -> None:
+    import io
+
+    from examples.demo import main
+
+    out = io.StringIO()
+    main(["--phoenix", phoenix], out)
+    links = [line for line in out.getvalue().splitlines() if f"{phoenix}/projects/" in line]
+    assert len(links) == 2
+    for line in links:
+        link = line.split(": ", 1)[1]
+        assert httpx.get(link, timeout=10).status_code == 200

@@ -7,6 +7,8 @@ Run it with ``scripts/example fastapi`` (port 8000), then::
 Spans go to the console, or to Phoenix when ``PHOENIX_COLLECTOR_ENDPOINT`` (or any collector when
 ``OTEL_EXPORTER_OTLP_ENDPOINT``) is set. With ``MODEL_URL`` set, the model runs in a second
 service (``model_service.py``) reached over HTTP; the session goes along in ``X-Session-Id``.
+``CHAT_ALLOWED_ORIGINS`` (comma-separated) lets browser pages on those origins call the API, as
+``static/chat.html`` does.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import StreamingResponse
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -74,6 +77,16 @@ def create_app(provider: TracerProvider | None = None, model_url: str | None = N
         provider.shutdown()  # flush what is still queued for Phoenix
 
     app = FastAPI(title="session-mw chat example", lifespan=lifespan)
+    # Browser pages on other origins (static/chat.html) may call the API: CHAT_ALLOWED_ORIGINS.
+    origins = [o for o in os.environ.get("CHAT_ALLOWED_ORIGINS", "").split(",") if o]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["POST"],
+            allow_headers=["Content-Type", "X-Session-Id"],
+        )
+    # Added last, so outermost: it appends X-Session-Id to CORS's exposed headers.
     app.add_middleware(SessionMiddleware)
 
     @app.post("/chat")

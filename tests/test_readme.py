@@ -1,0 +1,39 @@
+"""Every Python snippet in the README runs, and the apps it defines answer with a session id."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from starlette.testclient import TestClient
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+ID_HEADERS = ("x-session-id", "x-conversation-id")
+SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+def test_the_readme_has_snippets() -> None:
+    assert len(SNIPPETS) >= 10
+
+
+@pytest.mark.parametrize("code", SNIPPETS, ids=[f"snippet{n}" for n in range(len(SNIPPETS))])
+def test_snippet_runs(code: str) -> None:
+    namespace: dict[str, Any] = {"__name__": "readme_snippet"}
+    exec(compile(code, str(README), "exec"), namespace)
+    app = namespace.get("app")
+    if isinstance(app, Flask):
+        response = app.test_client().get("/")
+        headers = {name.lower() for name, _ in response.headers.items()}
+        response.close()
+    elif app is not None:
+        headers = set(TestClient(app).get("/").headers.keys())
+    else:
+        headers = {ID_HEADERS[0]}
+    assert headers & set(ID_HEADERS)  # the snippets use the default name or X-Conversation-Id
+    if "provider" in namespace:
+        namespace["provider"].shutdown()
+    if "client" in namespace:
+        namespace["client"].close()
