@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import random
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
 from flask import Flask
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, StreamingResponse
+from starlette.routing import Route
 from werkzeug.serving import run_simple
 
 from session_mw import SessionMiddleware, current_session
@@ -76,3 +83,53 @@ async def completions(body: dict[str, Any]) -> dict[str, Any]:
         ],
         "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
     }
+
+
+class Recorder:
+    """Outermost ASGI wrapper for the fault tests: what is current once session-mw returned,
+    and every 'Failed to detach context' OpenTelemetry logs, answered at /state."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.after: list[str | None] = []
+        self.detach_errors: list[str] = []
+        recorder = self
+
+        class Errors(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                recorder.detach_errors.append(record.getMessage())
+
+        logging.getLogger("opentelemetry.context").addHandler(Errors())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/state":
+            body = json.dumps({"after": self.after, "detach_errors": self.detach_errors})
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": body.encode()})
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if scope["type"] == "http":
+                opened = current_session()
+                self.after.append(None if opened is None else opened.id)
+
+
+async def slow_stream(request: Request) -> StreamingResponse:
+    async def chunks() -> AsyncIterator[bytes]:
+        for n in range(200):
+            yield f"chunk {n} of session {current_session().id}\n".encode()  # type: ignore[union-attr]
+            await asyncio.sleep(0.01)
+
+    return StreamingResponse(chunks())
+
+
+async def turn_plain(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(current_session().id)  # type: ignore[union-attr]
+
+
+fault_app = Recorder(
+    SessionMiddleware(
+        Starlette(routes=[Route("/stream", slow_stream), Route("/turn/{x}", turn_plain)])
+    )
+)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypedDict
 
 from opentelemetry.baggage import get_baggage
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.util.types import AttributeValue
+
+from session_mw.signing import Signer
 
 __all__ = ["DEFAULTS", "ID_RULE", "IdPolicy", "Options", "generate_id", "is_valid_id"]
 
@@ -80,6 +82,8 @@ class Options(TypedDict, total=False):
     user_id: Callable[[Any], object] | None
     baggage: bool
     from_baggage: bool
+    trust_incoming: bool
+    secret: str | bytes | Sequence[str | bytes] | None
 
 
 #: Every option with its default value (the Flask adapter fills ``app.config`` from these).
@@ -91,6 +95,8 @@ DEFAULTS: Options = {
     "user_id": None,
     "baggage": False,
     "from_baggage": False,
+    "trust_incoming": True,
+    "secret": None,
 }
 
 
@@ -109,15 +115,26 @@ class IdPolicy:
         OTel propagation alone.
     :param from_baggage: when the header is absent, take the id from an incoming ``baggage``
         ``session.id`` entry (validated like the header).
+    :param trust_incoming: ``False`` ignores incoming ids and always makes a new one: for public
+        endpoints whose clients must not choose their session.
+    :param secret: sign generated ids (see :mod:`session_mw.signing`) and accept only incoming
+        ids that carry a valid tag; a list of secrets, newest first, allows rotation.
+
+    A ``generator``, ``validator`` or ``user_id`` that raises is logged with its traceback and
+    the request goes on: with a UUID4, as invalid, without a user id.
     """
 
     __slots__ = (
+        "_generator",
+        "_signer",
+        "_validator",
         "baggage",
         "from_baggage",
         "generate",
         "header_name",
         "reject",
         "rule",
+        "trust_incoming",
         "user_id",
         "validate",
     )
@@ -132,6 +149,8 @@ class IdPolicy:
         user_id: Callable[[Any], object] | None = None,
         baggage: bool = False,
         from_baggage: bool = False,
+        trust_incoming: bool = True,
+        secret: str | bytes | Sequence[str | bytes] | None = None,
     ) -> None:
         if not isinstance(header_name, str) or not _TOKEN.fullmatch(header_name):
             raise ValueError(
@@ -141,24 +160,55 @@ class IdPolicy:
         if on_invalid not in ("replace", "reject"):
             raise ValueError(f"on_invalid={on_invalid!r}: use 'replace' or 'reject'")
         self.header_name = header_name
-        self.generate = generator or generate_id
-        # The bound regex method rather than is_valid_id: one Python call less per request.
-        self.validate: Callable[[str], object] = validator or _VALID.fullmatch
+        self._generator = generator or generate_id
+        self._validator: Callable[[str], object] = validator or _VALID.fullmatch
+        self._signer = None if secret is None else Signer(secret)
+        # The default path calls the generator and the regex straight away: one Python call less
+        # per request. Anything user-supplied, or signing, goes through the guarded methods.
+        plain = generator is None and secret is None
+        self.generate = generate_id if plain else self._guarded_generate
+        self.validate: Callable[[str], object] = (
+            _VALID.fullmatch if validator is None and secret is None else self._guarded_validate
+        )
         self.reject = on_invalid == "reject"
         self.rule = ID_RULE if validator is None else "a value the configured validator accepts"
+        if secret is not None:
+            self.rule += ", signed by this service"
         self.user_id = user_id
         self.baggage = baggage
         self.from_baggage = from_baggage
-        sample = self.generate()
-        if not isinstance(sample, str) or not self.validate(sample):
+        self.trust_incoming = trust_incoming
+        sample = self._generator()
+        if not isinstance(sample, str) or not self._validator(sample):
             raise ValueError(
                 f"generator returned {sample!r}, which the validator refuses: make the generator "
                 f"return {self.rule}, or pass a validator that accepts its ids"
             )
 
+    def _guarded_generate(self) -> str:
+        try:
+            value = self._generator()
+        except Exception:
+            logger.warning("The session id generator raised; using a UUID4", exc_info=True)
+            value = generate_id()
+        return value if self._signer is None else self._signer.sign(value)
+
+    def _guarded_validate(self, value: str) -> bool:
+        if self._signer is not None:
+            if not self._signer.verify(value):
+                return False
+            value = value.rpartition(".")[0]
+        try:
+            return bool(self._validator(value))
+        except Exception:
+            logger.warning(
+                "The session id validator raised; treating the id as invalid", exc_info=True
+            )
+            return False
+
     def choose(self, raw: str | None) -> str | None:
         """The id to use for a request whose header held ``raw``; ``None`` means answer 400."""
-        if raw is None:
+        if raw is None or not self.trust_incoming:
             return self.generate()
         if self.validate(raw):
             return raw
@@ -178,7 +228,11 @@ class IdPolicy:
         """The attributes a request's session opens with."""
         attributes: dict[str, AttributeValue] = {"url.path": path, "http.request.method": method}
         if self.user_id is not None:
-            user = self.user_id(request)
+            try:
+                user = self.user_id(request)
+            except Exception:
+                logger.warning("The user_id callable raised; no user.id", exc_info=True)
+                user = None
             if user is not None:
                 attributes["user.id"] = str(user)
         return attributes
