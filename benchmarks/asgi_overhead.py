@@ -11,7 +11,6 @@ plugin, a hand-written pure ASGI middleware around OpenInference's ``using_sessi
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 import uuid
@@ -27,7 +26,7 @@ from starlette.responses import Response
 from starlette_context.middleware import RawContextMiddleware
 from starlette_context.plugins import RequestIdPlugin
 
-from benchmarks.harness import interleaved, table
+from benchmarks.harness import Suites, main
 from session_mw import SessionMiddleware
 
 Message = MutableMapping[str, Any]
@@ -142,7 +141,7 @@ def runner(app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> Callable[[int], 
     return lambda n: loop.run_until_complete(many(n))
 
 
-def suites() -> dict[str, tuple[dict[str, Callable[[int], float]], str, str]]:
+def suites() -> Suites:
     """Every table: its variants, its baseline and the peer its ratios are taken against."""
     # What httpx sends with a JSON POST, lower-cased as ASGI servers pass it on.
     common = [
@@ -168,17 +167,5 @@ def suites() -> dict[str, tuple[dict[str, Callable[[int], float]], str, str]]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--requests", type=int, default=2000)
-    args = parser.parse_args()
-    for title, (variants, baseline, reference) in suites().items():
-        times = interleaved(variants, rounds=args.rounds, n=args.requests)
-        text, _ = table(title, times, baseline, reference)
-        print(text, end="\n\n")
-    print(f"({args.rounds} interleaved rounds of {args.requests} requests; medians over rounds)")
-
-
 if __name__ == "__main__":
-    main()
+    main((__doc__ or "").splitlines()[0], suites)

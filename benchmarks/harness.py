@@ -7,6 +7,7 @@ baseline's time in that same round, and the table reports the median over rounds
 
 from __future__ import annotations
 
+import argparse
 import random
 import statistics
 from collections.abc import Callable, Mapping
@@ -56,3 +57,19 @@ def table(
             f"| {name} | {statistics.median(times[name]):.2f} | {over:.2f} | {ratio:.2f}x |"
         )
     return "\n".join(lines), extra
+
+
+Suites = dict[str, tuple[dict[str, Variant], str, str]]
+
+
+def main(description: str, suites: Callable[[], Suites]) -> None:
+    """The command line of an overhead benchmark: every table of ``suites()``, interleaved."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    for title, (variants, baseline, reference) in suites().items():
+        times = interleaved(variants, rounds=args.rounds, n=args.requests)
+        text, _ = table(title, times, baseline, reference)
+        print(text, end="\n\n")
+    print(f"({args.rounds} interleaved rounds of {args.requests} requests; medians over rounds)")

@@ -13,19 +13,14 @@ gets one core and wrk the other.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
-import socket
 import statistics
 import subprocess
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.servers import free_port, running
 
 ASGI = {
     "bare Starlette app": "bare",
@@ -37,43 +32,18 @@ ASGI = {
 WSGI = {"bare Flask app": "flask_bare", "session-mw (Flask extension)": "flask_session_mw"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def server(kind: str, app: str) -> Iterator[str]:
     port = free_port()
     target = f"benchmarks.apps:{app}"
     if kind == "asgi":
-        command = ["uvicorn", target, "--port", str(port), "--no-access-log", "--http", "httptools"]
+        command = ["uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
+                   "--no-access-log", "--http", "httptools"]  # fmt: skip
     else:
         command = ["gunicorn", "--worker-class", "gthread", "--threads", "4",
                    "--bind", f"127.0.0.1:{port}", target]  # fmt: skip
-    if kind == "asgi":
-        command += ["--host", "127.0.0.1"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", *command, "--log-level", "warning"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"{app} did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/chat/42"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with running([*command, "--log-level", "warning"], port) as url:
+        yield f"{url}/chat/42"
 
 
 def load(url: str, seconds: int, connections: int) -> float:

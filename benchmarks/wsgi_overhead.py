@@ -14,7 +14,6 @@ Requests go straight through the WSGI interface, in-process: no server, no socke
 
 from __future__ import annotations
 
-import argparse
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -25,7 +24,7 @@ from flask import Flask, Response, g, request
 from flask_log_request_id import RequestID
 from flask_log_request_id.parser import generic_http_header_parser_for
 
-from benchmarks.harness import interleaved, table
+from benchmarks.harness import Suites, main
 from session_mw.flask import SessionMiddleware as FlaskSessionMiddleware
 from session_mw.wsgi import SessionMiddleware
 
@@ -141,7 +140,7 @@ def runner(app: WSGIApplication, header: bool) -> Callable[[int], float]:
     return many
 
 
-def suites() -> dict[str, tuple[dict[str, Callable[[int], float]], str, str]]:
+def suites() -> Suites:
     """Every table: its variants, its baseline and the peer its ratios are taken against."""
     groups: dict[str, tuple[dict[str, WSGIApplication], str, str]] = {
         "WSGI": (
@@ -175,17 +174,5 @@ def suites() -> dict[str, tuple[dict[str, Callable[[int], float]], str, str]]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--requests", type=int, default=2000)
-    args = parser.parse_args()
-    for title, (variants, baseline, reference) in suites().items():
-        times = interleaved(variants, rounds=args.rounds, n=args.requests)
-        text, _ = table(title, times, baseline, reference)
-        print(text, end="\n\n")
-    print(f"({args.rounds} interleaved rounds of {args.requests} requests; medians over rounds)")
-
-
 if __name__ == "__main__":
-    main()
+    main((__doc__ or "").splitlines()[0], suites)

@@ -8,9 +8,6 @@ from typing import Any
 
 import pytest
 from flask import Blueprint, Flask, Response, jsonify, stream_with_context
-from opentelemetry.instrumentation.flask import FlaskInstrumentor
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from session_mw import current_session
 from session_mw.flask import SessionMiddleware
@@ -181,30 +178,3 @@ def test_registering_twice_says_what_to_do() -> None:
 def test_bad_config_says_what_to_change() -> None:
     with pytest.raises(ValueError, match="not a valid HTTP header name"):
         create_app(SESSION_MW_HEADER_NAME="X Session")
-
-
-@pytest.mark.parametrize("instrument_first", [True, False])
-def test_flask_instrumentor_span_gets_session_and_route_in_either_order(
-    instrument_first: bool, provider: TracerProvider, exporter: InMemorySpanExporter
-) -> None:
-    app = Flask(__name__)
-
-    @app.get("/chat/<cid>")
-    def chat(cid: str) -> str:
-        return "ok"
-
-    instrumentor = FlaskInstrumentor()
-    if instrument_first:
-        instrumentor.instrument_app(app, tracer_provider=provider)  # type: ignore[no-untyped-call]
-        SessionMiddleware(app)
-    else:
-        SessionMiddleware(app)
-        instrumentor.instrument_app(app, tracer_provider=provider)  # type: ignore[no-untyped-call]
-    try:
-        fetch(app, "/chat/3", headers={"X-Session-Id": SID})
-    finally:
-        instrumentor.uninstrument_app(app)  # type: ignore[no-untyped-call]
-    [span] = [s for s in exporter.get_finished_spans() if s.parent is None]
-    assert span.attributes is not None
-    assert span.attributes["session.id"] == SID
-    assert span.attributes["http.route"] == "/chat/<cid>"
