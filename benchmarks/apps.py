@@ -1,15 +1,18 @@
-"""The apps the throughput benchmark serves: one Starlette and one Flask app, wrapped each way."""
+"""The apps the throughput benchmark serves: Starlette, FastAPI and Flask apps, wrapped each way."""
 
 from __future__ import annotations
 
 from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import FastAPI
 from flask import Flask
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from session_mw import SessionMiddleware
 from session_mw.flask import SessionMiddleware as FlaskSessionMiddleware
@@ -31,7 +34,18 @@ def traced() -> TracerProvider:
     return provider
 
 
+class PassThrough:
+    """An ASGI middleware that does nothing but call the app: the floor for any middleware."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
 bare = starlette_app()
+passthrough = PassThrough(starlette_app())
 session_mw = SessionMiddleware(starlette_app())
 asgi_correlation_id = CorrelationIdMiddleware(
     starlette_app(), header_name="X-Session-Id", validator=None
@@ -40,6 +54,28 @@ otel = OpenTelemetryMiddleware(starlette_app(), tracer_provider=traced())
 otel_and_session_mw = OpenTelemetryMiddleware(
     SessionMiddleware(starlette_app()), tracer_provider=traced()
 )
+
+
+class Reply(BaseModel):
+    conversation_id: int
+    turn: int
+    reply: str
+
+
+def fastapi_app() -> FastAPI:
+    """What a typical FastAPI endpoint does: typed parameters in, a validated model out."""
+    app = FastAPI()
+
+    @app.get("/chat/{cid}", response_model=Reply)
+    async def fastapi_chat(cid: int, turn: int = 1) -> Reply:
+        return Reply(conversation_id=cid, turn=turn, reply="ok")
+
+    return app
+
+
+fastapi_bare = fastapi_app()
+fastapi_session_mw = fastapi_app()
+fastapi_session_mw.add_middleware(SessionMiddleware)
 
 
 def flask_app() -> Flask:

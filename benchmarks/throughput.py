@@ -1,20 +1,28 @@
 """Requests per second through real servers on loopback, with and without session-mw.
 
-    python -m benchmarks.throughput [--rounds 5] [--seconds 5] [--connections 32]
+    python -m benchmarks.throughput [--sets 3] [--rounds 5] [--seconds 2] [--connections 32]
 
-Each variant is served by its own server process on 127.0.0.1: uvicorn (one worker, httptools)
+Every variant is served by its own server process on 127.0.0.1: uvicorn (one worker, httptools)
 for the ASGI variants, gunicorn (one gthread worker, 4 threads) for the Flask ones. ``wrk`` (from
-Debian: ``apt-get install wrk``) loads one server at a time for a fixed duration, every request
-carrying an ``X-Session-Id``; rounds are interleaved in a shuffled order, and the table reports
-the median requests per second and its ratio to the bare app. On a 2-core machine the server
-gets one core and wrk the other.
+Debian: ``apt-get install wrk``) loads one server at a time, every request carrying an
+``X-Session-Id``, in rounds that visit every variant in a shuffled order; the table reports the
+median requests per second over all rounds and its ratio to the bare app.
+
+This machine is shared and noisy, so the benchmark works to make runs comparable: a server
+process's speed depends on where its memory and hash tables land, so servers start with a fixed
+``PYTHONHASHSEED`` and, where ``setarch -R`` exists, without address randomization; each set of
+rounds starts fresh server processes; where ``taskset`` exists, servers are pinned to one core
+and wrk to another. The "pass-through middleware" row (an ASGI middleware that only calls the
+app) shows how far apart two practically identical servers still land.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
+import shutil
 import statistics
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -22,18 +30,41 @@ from contextlib import ExitStack, contextmanager
 
 from tests.servers import free_port, running
 
-ASGI = {
-    "bare Starlette app": "bare",
-    "session-mw": "session_mw",
-    "asgi-correlation-id": "asgi_correlation_id",
-    "OTel ASGI instrumentation": "otel",
-    "OTel ASGI instrumentation + session-mw": "otel_and_session_mw",
-}
-WSGI = {"bare Flask app": "flask_bare", "session-mw (Flask extension)": "flask_session_mw"}
+# Title, server kind, path, {variant: attribute of benchmarks.apps}; the bare app comes first.
+SUITES = [
+    ("uvicorn, a minimal Starlette endpoint", "asgi", "/chat/42", {
+        "bare Starlette app": "bare",
+        "pass-through middleware (noise floor)": "passthrough",
+        "session-mw": "session_mw",
+        "asgi-correlation-id": "asgi_correlation_id",
+        "OTel ASGI instrumentation": "otel",
+        "OTel ASGI instrumentation + session-mw": "otel_and_session_mw",
+    }),
+    ("uvicorn, a typical FastAPI endpoint (typed parameters, response model)", "asgi",
+     "/chat/42?turn=2", {
+        "bare FastAPI app": "fastapi_bare",
+        "session-mw": "fastapi_session_mw",
+    }),
+    ("gunicorn gthread, a minimal Flask endpoint", "wsgi", "/chat/42", {
+        "bare Flask app": "flask_bare",
+        "session-mw (Flask extension)": "flask_session_mw",
+    }),
+]  # fmt: skip
+
+SESSION_ID = "0b5f8f0e-3c7e-4e36-9a55-4a8b3f1f0f0e"
+
+
+def _pinned(core: int) -> list[str]:
+    # One core for the servers, another for wrk, when the machine has two and can pin processes.
+    return ["taskset", "-c", str(core)] if _CAN_PIN else []
+
+
+_CAN_PIN = shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+_NO_ASLR = ["setarch", "-R"] if shutil.which("setarch") else []
 
 
 @contextmanager
-def server(kind: str, app: str) -> Iterator[str]:
+def server(kind: str, app: str, path: str) -> Iterator[str]:
     port = free_port()
     target = f"benchmarks.apps:{app}"
     if kind == "asgi":
@@ -42,14 +73,17 @@ def server(kind: str, app: str) -> Iterator[str]:
     else:
         command = ["gunicorn", "--worker-class", "gthread", "--threads", "4",
                    "--bind", f"127.0.0.1:{port}", target]  # fmt: skip
-    with running([*command, "--log-level", "warning"], port) as url:
-        yield f"{url}/chat/42"
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    with running(
+        [*command, "--log-level", "warning"], port, env=env, prefix=[*_NO_ASLR, *_pinned(0)]
+    ) as url:
+        yield f"{url}{path}"
 
 
 def load(url: str, seconds: int, connections: int) -> float:
     done = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-H",
-         "X-Session-Id: 0b5f8f0e-3c7e-4e36-9a55-4a8b3f1f0f0e", url],
+        [*_pinned(1), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+         "-H", f"X-Session-Id: {SESSION_ID}", url],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     found = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
@@ -59,23 +93,24 @@ def load(url: str, seconds: int, connections: int) -> float:
 
 
 def measure(
-    kind: str, variants: dict[str, str], rounds: int, seconds: int, connections: int
+    kind: str, path: str, variants: dict[str, str], args: argparse.Namespace
 ) -> dict[str, list[float]]:
-    with ExitStack() as stack:
-        urls = {name: stack.enter_context(server(kind, app)) for name, app in variants.items()}
-        for url in urls.values():
-            load(url, 1, connections)  # warm-up
-        results: dict[str, list[float]] = {name: [] for name in urls}
-        names = list(urls)
-        for _ in range(rounds):
-            random.shuffle(names)
-            for name in names:
-                results[name].append(load(urls[name], seconds, connections))
-        return results
+    results: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    for _ in range(args.sets):
+        with ExitStack() as stack:
+            urls = {name: stack.enter_context(server(kind, variants[name], path)) for name in names}
+            for url in urls.values():
+                load(url, 1, args.connections)  # warm-up: imports, caches, connections
+            for _ in range(args.rounds):
+                random.shuffle(names)
+                for name in names:
+                    results[name].append(load(urls[name], args.seconds, args.connections))
+    return results
 
 
-def table(title: str, results: dict[str, list[float]], baseline: str) -> str:
-    base = statistics.median(results[baseline])
+def table(title: str, results: dict[str, list[float]]) -> str:
+    base = statistics.median(next(iter(results.values())))
     lines = [f"**{title}**", "", "| variant | median requests/s | vs bare app |", "|---|---:|---:|"]
     for name, values in results.items():
         median = statistics.median(values)
@@ -85,19 +120,17 @@ def table(title: str, results: dict[str, list[float]], baseline: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--sets", type=int, default=3, help="fresh server processes per variant")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per set of servers")
+    parser.add_argument("--seconds", type=int, default=2, help="length of one wrk run")
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args(argv)
-    for title, kind, variants, baseline in (
-        ("uvicorn (ASGI)", "asgi", ASGI, "bare Starlette app"),
-        ("gunicorn gthread (WSGI)", "wsgi", WSGI, "bare Flask app"),
-    ):
-        results = measure(kind, variants, args.rounds, args.seconds, args.connections)
-        print(table(title, results, baseline), end="\n\n")
+    for title, kind, path, variants in SUITES:
+        print(table(title, measure(kind, path, variants, args)), end="\n\n", flush=True)
     print(
-        f"({args.rounds} interleaved rounds of {args.seconds} s per variant, wrk -t1 "
-        f"-c{args.connections}; medians over rounds)"
+        f"({args.sets} sets of fresh servers x {args.rounds} shuffled rounds of {args.seconds} s "
+        f"per variant; wrk -t1 -c{args.connections}"
+        f"{'; servers and wrk pinned to separate cores' if _CAN_PIN else ''}; medians)"
     )
 
 

@@ -28,11 +28,14 @@ def running(
     *,
     timeout: float = 30.0,
     env: Mapping[str, str] | None = None,
+    prefix: Sequence[str] = (),
 ) -> Iterator[str]:
-    """Run ``python -m <args>`` from the repository root until the port answers; yield its URL."""
+    """Run ``python -m <args>`` from the repository root until the port answers; yield its URL.
+
+    ``prefix`` goes before the interpreter (``taskset -c 0``, say)."""
     env = {**(os.environ if env is None else env), "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", *args],
+        [*prefix, sys.executable, "-m", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

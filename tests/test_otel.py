@@ -255,3 +255,17 @@ def test_non_string_attribute_values_in_metadata() -> None:
             "ok": True,
             "tags": ["a", "b"],
         }
+
+
+def test_metadata_of_unhashable_values_and_of_repeated_requests() -> None:
+    # A list cannot key the cache of encoded metadata: encoded every time, still right.
+    for _ in range(2):
+        with session("s", attributes={"tags": ["a", "b"]}):
+            assert json.loads(str(otel_context.get_value("metadata"))) == {"tags": ["a", "b"]}
+    # Same attributes, cached encoding: each session still gets its own values.
+    with session("s1", attributes={"url.path": "/chat"}):
+        first = otel_context.get_value("metadata")
+    with session("s2", attributes={"url.path": "/other"}):
+        assert otel_context.get_value("metadata") != first
+    with session("s3", attributes={"url.path": "/chat"}):
+        assert otel_context.get_value("metadata") == first == '{"url.path":"/chat"}'

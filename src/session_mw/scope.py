@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
+from functools import lru_cache
 from json.encoder import encode_basestring
 
 from opentelemetry import context as otel_context
@@ -145,14 +146,25 @@ def _metadata(attributes: Mapping[str, AttributeValue], existing: object) -> str
         if not isinstance(earlier, dict):
             return existing  # not ours to rewrite: never clobber it
         return json.dumps({**attributes, **earlier})  # what was set before wins
-    # Written by hand: json.dumps() costs three times as much, and this runs on every request.
+    items = tuple(attributes.items())
+    try:
+        return _encoded(items)
+    except TypeError:  # a list value is not hashable: encode it every time
+        return _encoded.__wrapped__(items)
+
+
+# Most requests of a service repeat a few (path, method) pairs: encode each once. Bounded, so that
+# paths carrying ids cost a cache miss each, never memory.
+@lru_cache(maxsize=1024)
+def _encoded(items: tuple[tuple[str, AttributeValue], ...]) -> str:
+    # Written by hand: json.dumps() costs three times as much.
     return (
         "{"
         + ",".join(
             [
                 f"{encode_basestring(key)}:"
                 f"{encode_basestring(value) if type(value) is str else json.dumps(value)}"
-                for key, value in attributes.items()
+                for key, value in items
             ]
         )
         + "}"
