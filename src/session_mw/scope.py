@@ -147,10 +147,11 @@ def _metadata(attributes: Mapping[str, AttributeValue], existing: object) -> str
             return existing  # not ours to rewrite: never clobber it
         return json.dumps({**attributes, **earlier})  # what was set before wins
     items = tuple(attributes.items())
-    try:
+    # Only all-string attributes (what the adapters set) go through the cache: as keys, 1, 1.0 and
+    # True are equal, and lists cannot be keys at all.
+    if all(type(value) is str for _, value in items):
         return _encoded(items)
-    except TypeError:  # a list value is not hashable: encode it every time
-        return _encoded.__wrapped__(items)
+    return _encoded.__wrapped__(items)
 
 
 # Most requests of a service repeat a few (path, method) pairs: encode each once. Bounded, so that
