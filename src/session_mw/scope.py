@@ -148,10 +148,13 @@ def _metadata(attributes: Mapping[str, AttributeValue], existing: object) -> str
         return json.dumps({**attributes, **earlier})  # what was set before wins
     items = tuple(attributes.items())
     # Only all-string attributes (what the adapters set) go through the cache: as keys, 1, 1.0 and
-    # True are equal, and lists cannot be keys at all.
-    if all(type(value) is str for _, value in items):
+    # True are equal, and lists cannot be keys at all. (map and set run in C: no per-item frame.)
+    if set(map(type, attributes.values())) == _ONLY_STR:
         return _encoded(items)
     return _encoded.__wrapped__(items)
+
+
+_ONLY_STR = {str}
 
 
 # Most requests of a service repeat a few (path, method) pairs: encode each once. Bounded, so that
