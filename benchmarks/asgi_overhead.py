@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette_context.middleware import RawContextMiddleware
 from starlette_context.plugins import RequestIdPlugin
 
-from benchmarks.harness import Suites, main
+from benchmarks.harness import SESSION_ID, Suites, main
 from session_mw import SessionMiddleware
 
 Message = MutableMapping[str, Any]
@@ -35,7 +35,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 HEADER = "X-Session-Id"
-SESSION_ID = "0b5f8f0e-3c7e-4e36-9a55-4a8b3f1f0f0e"
 
 
 async def bare(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:

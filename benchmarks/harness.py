@@ -12,6 +12,9 @@ import random
 import statistics
 from collections.abc import Callable, Mapping
 
+#: The valid id every benchmark request carries when it sends a header.
+SESSION_ID = "0b5f8f0e-3c7e-4e36-9a55-4a8b3f1f0f0e"
+
 #: A variant: runs ``n`` requests and returns the elapsed seconds.
 Variant = Callable[[int], float]
 

@@ -28,6 +28,7 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 
+from benchmarks.harness import SESSION_ID
 from tests.servers import free_port, running
 
 # Title, server kind, path, {variant: attribute of benchmarks.apps}; the bare app comes first.
@@ -51,16 +52,14 @@ SUITES = [
     }),
 ]  # fmt: skip
 
-SESSION_ID = "0b5f8f0e-3c7e-4e36-9a55-4a8b3f1f0f0e"
+
+# One core for the servers, another for wrk, when the machine has two and can pin processes.
+_CAN_PIN = shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+_NO_ASLR = ["setarch", "-R"] if shutil.which("setarch") else []
 
 
 def _pinned(core: int) -> list[str]:
-    # One core for the servers, another for wrk, when the machine has two and can pin processes.
     return ["taskset", "-c", str(core)] if _CAN_PIN else []
-
-
-_CAN_PIN = shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
-_NO_ASLR = ["setarch", "-R"] if shutil.which("setarch") else []
 
 
 @contextmanager

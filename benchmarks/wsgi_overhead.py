@@ -24,7 +24,7 @@ from flask import Flask, Response, g, request
 from flask_log_request_id import RequestID
 from flask_log_request_id.parser import generic_http_header_parser_for
 
-from benchmarks.harness import Suites, main
+from benchmarks.harness import SESSION_ID, Suites, main
 from session_mw.flask import SessionMiddleware as FlaskSessionMiddleware
 from session_mw.wsgi import SessionMiddleware
 
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 HEADER = "X-Session-Id"
-SESSION_ID = "0b5f8f0e-3c7e-4e36-9a55-4a8b3f1f0f0e"
 
 
 def bare(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -150,18 +150,12 @@ def _metadata(attributes: Mapping[str, AttributeValue], existing: object) -> str
     # Only all-string attributes (what the adapters set) go through the cache: as keys, 1, 1.0 and
     # True are equal, and lists cannot be keys at all. (map and set run in C: no per-item frame.)
     if set(map(type, attributes.values())) == _ONLY_STR:
-        return _encoded(items)
-    return _encoded.__wrapped__(items)
+        return _encode_cached(items)
+    return _encode(items)
 
 
-_ONLY_STR = {str}
-
-
-# Most requests of a service repeat a few (path, method) pairs: encode each once. Bounded, so that
-# paths carrying ids cost a cache miss each, never memory.
-@lru_cache(maxsize=1024)
-def _encoded(items: tuple[tuple[str, AttributeValue], ...]) -> str:
-    # Written by hand: json.dumps() costs three times as much.
+def _encode(items: tuple[tuple[str, AttributeValue], ...]) -> str:
+    # Written by hand: json.dumps() costs three times as much, and this runs on every request.
     return (
         "{"
         + ",".join(
@@ -173,6 +167,12 @@ def _encoded(items: tuple[tuple[str, AttributeValue], ...]) -> str:
         )
         + "}"
     )
+
+
+_ONLY_STR = {str}
+# Most requests of a service repeat a few (path, method) pairs: encode each once. Bounded, so that
+# paths carrying ids cost a cache miss each, never memory.
+_encode_cached = lru_cache(maxsize=1024)(_encode)
 
 
 def mark_current_span(opened: Session) -> None:
