@@ -11,18 +11,15 @@ from examples.flask_app.app import configure_logging, create_app
 
 def test_flask_example_groups_turns_and_streams() -> None:
     client = create_app().test_client()
-    if True:
-        first = client.post("/chat", json={"message": "hello"})
-        session_id = first.headers["X-Session-Id"]
-        assert first.get_data(as_text=True) == "Turn 1: you said 'hello'. "
-        second = client.post(
-            "/chat", json={"message": "again"}, headers={"X-Session-Id": session_id}
-        )
-        assert second.headers["X-Session-Id"] == session_id
-        assert second.get_data(as_text=True) == "Turn 2: you said 'again'. "
-        other = client.post("/chat", json={"message": "new"})
-        assert other.headers["X-Session-Id"] != session_id
-        assert other.get_data(as_text=True).startswith("Turn 1:")
+    first = client.post("/chat", json={"message": "hello"})
+    session_id = first.headers["X-Session-Id"]
+    assert first.get_data(as_text=True) == "Turn 1: you said 'hello'. "
+    second = client.post("/chat", json={"message": "again"}, headers={"X-Session-Id": session_id})
+    assert second.headers["X-Session-Id"] == session_id
+    assert second.get_data(as_text=True) == "Turn 2: you said 'again'. "
+    other = client.post("/chat", json={"message": "new"})
+    assert other.headers["X-Session-Id"] != session_id
+    assert other.get_data(as_text=True).startswith("Turn 1:")
     for response in (first, second, other):
         response.close()
 
@@ -70,6 +67,9 @@ def test_fastapi_example_streams_and_groups_spans_by_session() -> None:
     assert chain["http.route"] == "/chat"
 
 
+# The demo passes exclude_spans to FastAPIInstrumentor (opentelemetry-instrumentation-fastapi
+# >= 0.49b0, which needs opentelemetry-api >= 1.28): not installable at the declared floor 1.20.
+@pytest.mark.recent_instrumentation
 def test_demo_prints_every_turn_grouped_by_session() -> None:
     import io
     import re
