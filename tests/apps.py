@@ -133,3 +133,10 @@ fault_app = Recorder(
         Starlette(routes=[Route("/stream", slow_stream), Route("/turn/{x}", turn_plain)])
     )
 )
+
+
+def mcp_issuing_ids() -> Any:
+    """The MCP example with the default ``issue_ids=True``: the server's id must still win."""
+    from examples.mcp_server.app import create_app
+
+    return create_app(issue_ids=True)

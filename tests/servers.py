@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,16 +30,18 @@ def running(
     timeout: float = 30.0,
     env: Mapping[str, str] | None = None,
     prefix: Sequence[str] = (),
+    log: IO[str] | None = None,
 ) -> Iterator[str]:
     """Run ``python -m <args>`` from the repository root until the port answers; yield its URL.
 
-    ``prefix`` goes before the interpreter (``taskset -c 0``, say)."""
+    ``prefix`` goes before the interpreter (``taskset -c 0``, say). The server's output goes to
+    ``log`` when given (for tests that read it; a pipe nobody reads could fill and block it)."""
     env = {**(os.environ if env is None else env), "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [*prefix, sys.executable, "-m", *args],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.PIPE if log is None else log,
         stderr=subprocess.STDOUT,
     )
     try:

@@ -220,7 +220,7 @@ def test_configuration_mistakes_raise_at_construction() -> None:
         SessionMiddleware(echo_session, generator=lambda: "")
 
 
-def test_app_header_is_replaced_and_other_headers_are_kept() -> None:
+def test_the_apps_own_header_is_kept_and_other_headers_too() -> None:
     async def endpoint(request: Request) -> Response:
         response = PlainTextResponse("ok", headers={"X-Session-Id": "from-the-app"})
         response.set_cookie("a", "1")
@@ -229,25 +229,27 @@ def test_app_header_is_replaced_and_other_headers_are_kept() -> None:
 
     app = Starlette(routes=[Route("/", endpoint)])
     app.add_middleware(SessionMiddleware)
-    response = TestClient(app).get("/", headers={"X-Session-Id": SID})
-    assert response.headers.get_list("x-session-id") == [SID]
-    assert len(response.headers.get_list("set-cookie")) == 2
-    assert response.cookies["a"] == "1"
-    assert response.cookies["b"] == "2"
+    for headers in ({"X-Session-Id": SID}, {}, {"Origin": "http://localhost:3000"}):
+        response = TestClient(app).get("/", headers=headers)
+        assert response.headers.get_list("x-session-id") == ["from-the-app"]
+        assert len(response.headers.get_list("set-cookie")) == 2
+        assert response.cookies["a"] == "1"
+        assert response.cookies["b"] == "2"
+    assert response.headers["access-control-expose-headers"] == "X-Session-Id"
 
 
 @pytest.mark.anyio
-async def test_mixed_case_response_header_from_a_raw_app_is_replaced() -> None:
+async def test_mixed_case_response_header_from_a_raw_app_is_kept_as_it_is() -> None:
     async def app(scope: Any, receive: Any, send: Callable[[Message], Awaitable[None]]) -> None:
-        headers = [(b"X-Session-Id", b"stale"), (b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2")]
+        headers = [(b"X-Session-Id", b"rotated"), (b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
     sent, _ = await raw_request(SessionMiddleware(app), [(b"x-session-id", SID.encode())])
     assert sent[0]["headers"] == [
+        (b"X-Session-Id", b"rotated"),
         (b"Set-Cookie", b"a=1"),
         (b"Set-Cookie", b"b=2"),
-        (b"x-session-id", SID.encode()),
     ]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import pytest
 
@@ -69,7 +71,7 @@ def test_fastapi_example_streams_and_groups_spans_by_session() -> None:
 
 # The demo passes exclude_spans to FastAPIInstrumentor (opentelemetry-instrumentation-fastapi
 # >= 0.49b0, which needs opentelemetry-api >= 1.28): not installable at the declared floor 1.20.
-@pytest.mark.recent_instrumentation
+@pytest.mark.above_floors
 def test_demo_prints_every_turn_grouped_by_session() -> None:
     import io
     import re
@@ -86,3 +88,21 @@ def test_demo_prints_every_turn_grouped_by_session() -> None:
     assert "(no session)" not in text
     for session_id, _ in sessions:
         assert text.count(f"session.id={session_id[:8]}") == 9  # 3 spans in each of 3 turns
+
+
+@pytest.mark.above_floors  # the MCP SDK 2 needs OpenTelemetry API >= 1.28
+def test_mcp_example_runs_as_documented(tmp_path: Path) -> None:
+    import asyncio
+
+    from tests.servers import free_port, running
+    from tests.test_mcp import Exchange, conversation
+
+    port = free_port()
+    log = tmp_path / "server.log"
+    env = {**os.environ, "PORT": str(port)}
+    with log.open("w") as out, running(["examples.mcp_server.app"], port, env=env, log=out) as url:
+        ids = asyncio.run(conversation(f"{url}/mcp", Exchange()))
+    assert ids[0] == ids[1] != ""
+    # The console exporter printed the tool's spans, and the SDK's own, in that session.
+    text = log.read_text()
+    assert text.count(f'"session.id": "{ids[0]}"') >= 4  # 3 tools/call spans, chat, fake-llm

@@ -178,3 +178,17 @@ def test_registering_twice_says_what_to_do() -> None:
 def test_bad_config_says_what_to_change() -> None:
     with pytest.raises(ValueError, match="not a valid HTTP header name"):
         create_app(SESSION_MW_HEADER_NAME="X Session")
+
+
+def test_a_view_that_starts_a_new_conversation_keeps_its_id() -> None:
+    app = create_app()
+
+    @app.post("/conversations")
+    def new_conversation() -> Any:
+        return jsonify(seen()), 201, {"X-Session-Id": "conv-from-the-app"}
+
+    for headers in ({"X-Session-Id": SID}, {}, {"Origin": "http://localhost:3000"}):
+        response = fetch(app, "/conversations", method="POST", headers=headers)
+        assert response.status_code == 201
+        assert response.headers.getlist("X-Session-Id") == ["conv-from-the-app"]
+    assert response.headers["Access-Control-Expose-Headers"] == "X-Session-Id"

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from session_mw.ids import ID_RULE, IdPolicy, generate_id, is_valid_id
+from session_mw.ids import ID_RULE, IdPolicy, Rejected, generate_id, is_valid_id
 
 
 def test_generated_ids_are_uuid4_strings_and_unique() -> None:
@@ -90,9 +90,10 @@ def test_replace_logs_a_warning_without_the_raw_value(caplog: pytest.LogCaptureF
     assert ID_RULE in message
 
 
-def test_reject_gives_none_and_a_body_that_names_the_header_and_rule() -> None:
+def test_reject_raises_and_gives_a_body_that_names_the_header_and_rule() -> None:
     policy = IdPolicy(header_name="X-Conversation", on_invalid="reject")
-    assert policy.choose("bad value") is None
+    with pytest.raises(Rejected):
+        policy.choose("bad value")
     body = policy.rejection().decode()
     assert "X-Conversation" in body
     assert ID_RULE in body

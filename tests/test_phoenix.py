@@ -1,5 +1,6 @@
 """End to end against a real Phoenix: three concurrent conversations of three turns through the
-FastAPI example and its model service, each exactly one Phoenix session holding every trace.
+FastAPI example and its model service, each exactly one Phoenix session holding every trace; two
+concurrent MCP clients of the MCP example, each one Phoenix session under its Mcp-Session-Id.
 
 Phoenix is large and lives in its own environment: ``scripts/phoenix-env`` makes it, and
 ``.ci/run`` runs this file on its own step (``scripts/test -m phoenix``).
@@ -78,12 +79,12 @@ async def conversation(client: httpx.AsyncClient, name: str) -> str:
     return session_id
 
 
-def collect(phoenix: str, resource: str) -> list[dict[str, Any]]:
+def collect(phoenix: str, resource: str, project: str = PROJECT) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     cursor = None
     while True:
         params = {"limit": 100, **({"cursor": cursor} if cursor else {})}
-        body = httpx.get(f"{phoenix}/v1/projects/{PROJECT}/{resource}", params=params).json()
+        body = httpx.get(f"{phoenix}/v1/projects/{project}/{resource}", params=params).json()
         items += body["data"]
         cursor = body.get("next_cursor")
         if not cursor:
@@ -151,3 +152,60 @@ def test_demo_sends_its_run_to_phoenix_and_links_the_sessions(phoenix: str) -> N
     for line in links:
         link = line.split(": ", 1)[1]
         assert httpx.get(link, timeout=10).status_code == 200
+
+
+@pytest.mark.above_floors  # the MCP SDK 2 needs OpenTelemetry API >= 1.28
+def test_each_mcp_client_session_is_one_phoenix_session(phoenix: str, tmp_path: Path) -> None:
+    from tests.test_mcp import Exchange, conversation
+
+    project = "session-mw-mcp"
+    port = free_port()
+    env = {
+        **os.environ,
+        "PHOENIX_COLLECTOR_ENDPOINT": phoenix,
+        "PHOENIX_PROJECT_NAME": project,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "PORT": str(port),
+    }
+
+    async def two_clients(url: str) -> list[list[str]]:
+        return list(await asyncio.gather(*(conversation(url, Exchange()) for _ in range(2))))
+
+    with (
+        (tmp_path / "server.log").open("w") as log,
+        running(["examples.mcp_server.app"], port, env=env, log=log) as url,
+    ):
+        calls = asyncio.run(two_clients(f"{url}/mcp"))
+    ids = [first for first, _ in calls]
+    assert len(set(ids)) == 2
+    spans: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        spans = [s for s in collect(phoenix, "spans", project) if s["name"] == "fake-llm"]
+        if len(spans) >= 2:
+            break
+        time.sleep(0.5)
+    spans = collect(phoenix, "spans", project)
+    traces_by_session: dict[str, set[str]] = defaultdict(set)
+    names_by_session: dict[str, list[str]] = defaultdict(list)
+    for span in spans:
+        session_id = span["attributes"].get("session.id")
+        if session_id is None:  # initialize: the server has issued no id yet
+            assert span["name"] == "initialize"
+            continue
+        traces_by_session[session_id].add(span["context"]["trace_id"])
+        names_by_session[session_id].append(span["name"])
+
+    sessions = {s["session_id"]: s for s in collect(phoenix, "sessions", project)}
+    assert set(sessions) == set(ids)
+    for session_id in ids:
+        assert {t["trace_id"] for t in sessions[session_id]["traces"]} == traces_by_session[
+            session_id
+        ]
+        names = names_by_session[session_id]
+        assert sorted(n for n in names if n.startswith("tools/call")) == [
+            "tools/call chat",
+            "tools/call session_id",
+            "tools/call session_id",
+        ]
+        assert names.count("chat") == names.count("fake-llm") == 1

@@ -45,6 +45,11 @@ def test_snippet_runs(code: str) -> None:
         response = app.test_client().get("/")
         headers = {name.lower() for name, _ in response.headers.items()}
         response.close()
+    elif app is not None and "issue_ids=False" in code:
+        # The app issues the ids (an MCP server): session-mw writes no header of its own.
+        answer = TestClient(app).get("/", headers={"Mcp-Session-Id": "readme-1"})
+        assert answer.status_code == 404  # served by the wrapped app: it has no route at /
+        headers = {ID_HEADERS[0]}
     elif app is not None:
         headers = set(TestClient(app).get("/").headers.keys())
     else:

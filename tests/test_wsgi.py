@@ -96,17 +96,19 @@ def test_reject_mode() -> None:
     assert "X-Session-Id" not in response.headers
 
 
-def test_app_header_replaced_and_cookies_kept() -> None:
+def test_the_apps_own_header_is_kept_and_cookies_too() -> None:
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         start_response(
             "200 OK",
-            [("x-session-id", "stale"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")],
+            [("x-session-id", "rotated"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")],
         )
         return [b"ok"]
 
-    response = get(SessionMiddleware(app), headers={"X-Session-Id": SID})
-    assert response.headers.getlist("X-Session-Id") == [SID]
-    assert response.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
+    for headers in ({"X-Session-Id": SID}, {}, {"Origin": "http://localhost:3000"}):
+        response = get(SessionMiddleware(app), headers=headers)
+        assert response.headers.getlist("X-Session-Id") == ["rotated"]
+        assert response.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
+    assert response.headers["Access-Control-Expose-Headers"] == "X-Session-Id"
 
 
 def test_origin_exposes_the_header_and_appends_to_the_apps_list() -> None:

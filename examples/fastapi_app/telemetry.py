@@ -19,13 +19,15 @@ PROJECT = "session-mw-demo"
 
 
 def tracer_provider(service: str, exporter: SpanExporter | None = None) -> TracerProvider:
-    """Spans of ``service``, with the session on every one of them.
+    """Spans of ``service``, with the session on every one of them, in the Phoenix project
+    ``PHOENIX_PROJECT_NAME`` (``session-mw-demo`` by default).
 
     They go to ``exporter`` when given; else over OTLP to Phoenix when
     ``PHOENIX_COLLECTOR_ENDPOINT`` (or to any collector when ``OTEL_EXPORTER_OTLP_ENDPOINT``) is
     set; else to the console.
     """
-    resource = Resource({"service.name": service, "openinference.project.name": PROJECT})
+    project = os.environ.get("PHOENIX_PROJECT_NAME", PROJECT)
+    resource = Resource({"service.name": service, "openinference.project.name": project})
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(SessionSpanProcessor())
     phoenix = os.environ.get("PHOENIX_COLLECTOR_ENDPOINT")

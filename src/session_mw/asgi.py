@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from session_mw.headers import HeaderNames
-from session_mw.ids import IdPolicy, session_id_from_baggage
+from session_mw.ids import IdPolicy, Rejected, session_id_from_baggage
 from session_mw.routes import find_routes, route_template
 from session_mw.scope import Session, close_session, open_session
 
@@ -86,11 +86,15 @@ class SessionMiddleware:
             incoming = _from_baggage(scope["headers"])
         else:
             incoming = None
-        session_id = policy.choose(incoming)
-        if session_id is None:
+        try:
+            session_id = policy.choose(incoming)
+        except Rejected:
             await self._reject(scope, send)
             return
-        id_header = raw if raw is not None and session_id is incoming else session_id.encode()
+        if session_id is None or not policy.issue_ids:
+            id_header = None  # the app writes the header, if anyone does
+        else:
+            id_header = raw if raw is not None and session_id is incoming else session_id.encode()
 
         # A plain function returning send's awaitable: no extra coroutine frame per message.
         def send_with_session_id(message: Message) -> Awaitable[None]:
@@ -99,6 +103,10 @@ class SessionMiddleware:
                     message.get("headers", ()), id_header, cors
                 )
             return send(message)
+
+        if session_id is None:  # issue_ids=False and no usable id: no session, as without us
+            await self.app(scope, receive, send_with_session_id if cors else send)
+            return
 
         path = scope["path"]
         # Routing rewrites root_path (and, in old Starlette, path) in place: keep them as they are.

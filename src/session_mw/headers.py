@@ -37,22 +37,29 @@ class HeaderNames(Generic[AnyStr]):
         return HeaderNames(header_name.lower(), header_name, "access-control-expose-headers", ",")
 
     def response_headers(
-        self, headers: Iterable[tuple[AnyStr, AnyStr]], session_id: AnyStr, cors: bool
+        self, headers: Iterable[tuple[AnyStr, AnyStr]], session_id: AnyStr | None, cors: bool
     ) -> list[tuple[AnyStr, AnyStr]]:
-        """``headers`` with exactly one session header and, when ``cors``, the name exposed."""
+        """``headers`` with the session header and, when ``cors``, its name exposed.
+
+        ``session_id`` is added unless the app wrote the header itself, or it is ``None``.
+        """
         key, expose = self.key, self.expose
         out: list[tuple[AnyStr, AnyStr]] = []
+        written = False
         exposed = not cors
         for name, value in headers:
             lowered = name.lower()
             if lowered == key:
-                continue  # the app's own value is replaced: one header, one id
-            if lowered == expose and not exposed:
+                # The app issued or rotated the id itself (an MCP server's Mcp-Session-Id, a
+                # "new conversation" endpoint): its value stands, and ours would be a second one.
+                written = True
+            elif lowered == expose and not exposed:
                 exposed = True
                 out.append((name, self._exposed(value)))
-            else:
-                out.append((name, value))
-        out.append((key, session_id))
+                continue
+            out.append((name, value))
+        if session_id is not None and not written:
+            out.append((key, session_id))
         if not exposed:
             out.append((expose, self.display))
         return out

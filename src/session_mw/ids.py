@@ -14,7 +14,7 @@ from opentelemetry.util.types import AttributeValue
 
 from session_mw.signing import Signer
 
-__all__ = ["DEFAULTS", "ID_RULE", "IdPolicy", "Options", "generate_id", "is_valid_id"]
+__all__ = ["DEFAULTS", "ID_RULE", "IdPolicy", "Options", "Rejected", "generate_id", "is_valid_id"]
 
 logger = logging.getLogger("session_mw")
 
@@ -83,6 +83,7 @@ class Options(TypedDict, total=False):
     baggage: bool
     from_baggage: bool
     trust_incoming: bool
+    issue_ids: bool
     secret: str | bytes | Sequence[str | bytes] | None
 
 
@@ -96,8 +97,13 @@ DEFAULTS: Options = {
     "baggage": False,
     "from_baggage": False,
     "trust_incoming": True,
+    "issue_ids": True,
     "secret": None,
 }
+
+
+class Rejected(Exception):
+    """The request's id is invalid and ``on_invalid="reject"``: the adapter answers 400."""
 
 
 class IdPolicy:
@@ -117,6 +123,9 @@ class IdPolicy:
         ``session.id`` entry (validated like the header).
     :param trust_incoming: ``False`` ignores incoming ids and always makes a new one: for public
         endpoints whose clients must not choose their session.
+    :param issue_ids: ``False`` never makes an id and never writes the response header: for apps
+        that issue the id themselves (an MCP server's ``Mcp-Session-Id``). A request without a
+        usable id then runs without a session.
     :param secret: sign generated ids (see :mod:`session_mw.signing`) and accept only incoming
         ids that carry a valid tag; a list of secrets, newest first, allows rotation.
 
@@ -132,6 +141,7 @@ class IdPolicy:
         "from_baggage",
         "generate",
         "header_name",
+        "issue_ids",
         "reject",
         "rule",
         "trust_incoming",
@@ -150,6 +160,7 @@ class IdPolicy:
         baggage: bool = False,
         from_baggage: bool = False,
         trust_incoming: bool = True,
+        issue_ids: bool = True,
         secret: str | bytes | Sequence[str | bytes] | None = None,
     ) -> None:
         if not isinstance(header_name, str) or not _TOKEN.fullmatch(header_name):
@@ -159,6 +170,12 @@ class IdPolicy:
             )
         if on_invalid not in ("replace", "reject"):
             raise ValueError(f"on_invalid={on_invalid!r}: use 'replace' or 'reject'")
+        if not issue_ids and not trust_incoming:
+            raise ValueError(
+                "issue_ids=False with trust_incoming=False: session-mw would neither use an "
+                "incoming id nor make one, so no request would get a session. Keep "
+                "trust_incoming=True to use the ids the app issues, or issue_ids=True"
+            )
         self.header_name = header_name
         self._generator = generator or generate_id
         self._validator: Callable[[str], object] = validator or _VALID.fullmatch
@@ -178,6 +195,7 @@ class IdPolicy:
         self.baggage = baggage
         self.from_baggage = from_baggage
         self.trust_incoming = trust_incoming
+        self.issue_ids = issue_ids
         sample = self._generator()
         if not isinstance(sample, str) or not self._validator(sample):
             raise ValueError(
@@ -207,22 +225,26 @@ class IdPolicy:
             return False
 
     def choose(self, raw: str | None) -> str | None:
-        """The id to use for a request whose header held ``raw``; ``None`` means answer 400."""
+        """The id to use for a request whose header held ``raw``.
+
+        ``None``: the request runs without a session (``issue_ids=False`` and no usable id).
+        Raises :class:`Rejected` for an invalid id with ``on_invalid="reject"``.
+        """
         if raw is None or not self.trust_incoming:
-            return self.generate()
+            return self.generate() if self.issue_ids else None
         if self.validate(raw):
             return raw
         if self.reject:
-            return None
+            raise Rejected
         # Never the raw value: it is attacker-controlled (CR/LF would forge log lines).
         logger.warning(
-            "Ignored an invalid %s request header (%d characters; expected %s); "
-            "the request gets a new session id",
+            "Ignored an invalid %s request header (%d characters; expected %s); %s",
             self.header_name,
             len(raw),
             self.rule,
+            "the request gets a new session id" if self.issue_ids else "no session",
         )
-        return self.generate()
+        return self.generate() if self.issue_ids else None
 
     def attributes(self, request: object, path: str, method: str) -> dict[str, AttributeValue]:
         """The attributes a request's session opens with."""

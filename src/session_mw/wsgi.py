@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from session_mw.headers import HeaderNames
-from session_mw.ids import IdPolicy, session_id_from_baggage
+from session_mw.ids import IdPolicy, Rejected, session_id_from_baggage
 from session_mw.scope import Session, close_session, mark_current_span, open_session
 
 if TYPE_CHECKING:
@@ -52,8 +52,9 @@ class SessionMiddleware:
         incoming = environ.get(self._environ_key)
         if incoming is None and policy.from_baggage and "HTTP_BAGGAGE" in environ:
             incoming = session_id_from_baggage(environ["HTTP_BAGGAGE"])
-        session_id = policy.choose(incoming)
-        if session_id is None:
+        try:
+            session_id = policy.choose(incoming)
+        except Rejected:
             message = self._policy.rejection()
             start_response(
                 "400 Bad Request", [("Content-Type", _TEXT), ("Content-Length", str(len(message)))]
@@ -62,11 +63,16 @@ class SessionMiddleware:
 
         names = self._names
         cors = "HTTP_ORIGIN" in environ
+        echoed = session_id if policy.issue_ids else None  # else the app writes the header
 
-        opened_session = Session(
-            session_id,
-            policy.attributes(environ, _path(environ), environ["REQUEST_METHOD"]),
-            lambda: _route(environ),
+        opened_session = (
+            None
+            if session_id is None
+            else Session(
+                session_id,
+                policy.attributes(environ, _path(environ), environ["REQUEST_METHOD"]),
+                lambda: _route(environ),
+            )
         )
 
         def start_response_with_session_id(
@@ -75,9 +81,13 @@ class SessionMiddleware:
             # The server span is current here whether it started outside the session (OTel's
             # WSGI middleware outermost) or inside it (Flask's, OTel's middleware inside): one
             # place marks both, and the route is known by now.
-            mark_current_span(opened_session)
-            return start_response(
-                status, names.response_headers(headers, session_id, cors), exc_info
+            if opened_session is not None:
+                mark_current_span(opened_session)
+            return start_response(status, names.response_headers(headers, echoed, cors), exc_info)
+
+        if opened_session is None:  # issue_ids=False and no usable id: no session, as without us
+            return self.wsgi_app(
+                environ, start_response_with_session_id if cors else start_response
             )
 
         opened = open_session(opened_session, baggage=policy.baggage)
