@@ -140,3 +140,34 @@ def mcp_issuing_ids() -> Any:
     from examples.mcp_server.app import create_app
 
     return create_app(issue_ids=True)
+
+
+def mcp_with_openinference_instrumentor() -> Any:
+    """The MCP example in a server instrumented by openinference-instrumentation-mcp."""
+    from openinference.instrumentation.mcp import MCPInstrumentor
+
+    from examples.mcp_server.app import create_app
+
+    MCPInstrumentor().instrument()
+    return create_app()
+
+
+def fastmcp_app() -> Any:
+    """The MCP example's two tools on FastMCP, whose app is its own."""
+    from fastmcp import FastMCP
+
+    server = FastMCP("session-mw chat tools")
+    turns: dict[str, int] = {}
+
+    @server.tool
+    def session_id() -> str:
+        opened = current_session()
+        return "" if opened is None else opened.id
+
+    @server.tool
+    def chat(message: str) -> str:
+        key = session_id()
+        turns[key] = turns.get(key, 0) + 1
+        return f"Turn {turns[key]}: you said {message!r}."
+
+    return SessionMiddleware(server.http_app(), header_name="Mcp-Session-Id", issue_ids=False)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx2
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from mcp.client import streamable_http
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.applications import Starlette
 
@@ -59,7 +59,10 @@ async def conversation(url: str, exchange: Exchange, *, calls: int = 2, **client
     """One MCP client session: initialize, ``calls`` tool calls, then its closing DELETE."""
     async with (
         exchange.client(**client) as http,
-        Client(streamable_http_client(url, http_client=http), mode=LEGACY) as session,
+        # Looked up on the module at each call: instrumentors wrap it there.
+        Client(
+            streamable_http.streamable_http_client(url, http_client=http), mode=LEGACY
+        ) as session,
     ):
         ids = []
         for _ in range(calls):
@@ -100,8 +103,8 @@ def assert_clean(exchange: Exchange, log: Path) -> str:
 
 @pytest.mark.parametrize(
     "factory",
-    ["examples.mcp_server.app:create_app", "tests.apps:mcp_issuing_ids"],
-    ids=["issue_ids=False", "issue_ids=True"],
+    ["examples.mcp_server.app:create_app", "tests.apps:mcp_issuing_ids", "tests.apps:fastmcp_app"],
+    ids=["issue_ids=False", "issue_ids=True", "fastmcp"],
 )
 def test_every_tool_call_runs_in_the_session_the_mcp_server_issued(
     tmp_path: Path, factory: str
@@ -131,7 +134,7 @@ def test_the_stateless_protocol_runs_without_a_session(tmp_path: Path) -> None:
         async with (
             exchange.client() as http,
             # Mode "auto": 2026-07-28 with a 2.x server, which has no Mcp-Session-Id.
-            Client(streamable_http_client(url, http_client=http)) as session,
+            Client(streamable_http.streamable_http_client(url, http_client=http)) as session,
         ):
             result = await session.call_tool("session_id", {})
             return result.content[0].text  # type: ignore[union-attr]
@@ -140,6 +143,32 @@ def test_the_stateless_protocol_runs_without_a_session(tmp_path: Path) -> None:
     with served(tmp_path, "examples.mcp_server.app:create_app") as (url, _):
         assert asyncio.run(call(url, exchange)) == ""
     assert all(status < 400 and response_id is None for _, status, _, response_id in exchange.seen)
+
+
+def test_openinference_mcp_instrumentor_in_the_client_keeps_the_session(tmp_path: Path) -> None:
+    from openinference.instrumentation.mcp import MCPInstrumentor
+
+    instrumentor = MCPInstrumentor()
+    instrumentor.instrument()  # this process is the client; the server runs uninstrumented
+    try:
+        with served(tmp_path, "examples.mcp_server.app:create_app") as (url, log):
+            exchange = Exchange()
+            ids = asyncio.run(conversation(url, exchange))
+    finally:
+        instrumentor.uninstrument()
+    assert ids == [assert_clean(exchange, log)] * 2
+
+
+def test_openinference_mcp_instrumentor_in_the_server_hides_the_session(tmp_path: Path) -> None:
+    # What the README's "MCP servers" section warns of: openinference-instrumentation-mcp 2.0.13
+    # replaces the MCP SDK 2's per-message context snapshot with the context of the task reading
+    # the stream, so tools see neither the request's session nor its span. MCP itself still works.
+    # When this fails, the instrumentor keeps the request's context: drop the README's warning.
+    with served(tmp_path, "tests.apps:mcp_with_openinference_instrumentor") as (url, log):
+        exchange = Exchange()
+        ids = asyncio.run(conversation(url, exchange))
+    assert_clean(exchange, log)
+    assert ids == ["", ""]
 
 
 @asynccontextmanager
