@@ -156,7 +156,10 @@ def test_openinference_mcp_instrumentor_in_the_client_keeps_the_session(tmp_path
             ids = asyncio.run(conversation(url, exchange))
     finally:
         instrumentor.uninstrument()
-    assert ids == [assert_clean(exchange, log)] * 2
+    server_id = assert_clean(exchange, log)
+    assert ids == [server_id] * 2
+    # The server's console exporter printed the chat tool's span and its LLM span, in the session.
+    assert log.read_text().count(f'"session.id": "{server_id}"') == 2
 
 
 def test_openinference_mcp_instrumentor_in_the_server_hides_the_session(tmp_path: Path) -> None:
