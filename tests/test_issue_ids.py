@@ -16,7 +16,6 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
-from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
 from session_mw import current_session
@@ -24,6 +23,7 @@ from session_mw.asgi import SessionMiddleware as AsgiSessionMiddleware
 from session_mw.flask import SessionMiddleware as FlaskSessionMiddleware
 from session_mw.ids import IdPolicy
 from session_mw.wsgi import SessionMiddleware as WsgiSessionMiddleware
+from tests.clients import wsgi_get
 
 SID = "mcp-1f2e3d"
 
@@ -71,15 +71,13 @@ def flask(options: dict[str, Any], headers: dict[str, str]) -> Answer:
 
 
 def _werkzeug(app: Any, headers: dict[str, str]) -> Answer:
-    response = Client(app).get("/", headers=headers)
-    answer = Answer(
+    response = wsgi_get(app, headers=headers)
+    return Answer(
         response.status_code,
         response.get_data(as_text=True),
         response.headers.getlist("X-Session-Id"),
         response.headers.get("Access-Control-Expose-Headers"),
     )
-    response.close()
-    return answer
 
 
 Adapter = Callable[[dict[str, Any], dict[str, str]], Answer]

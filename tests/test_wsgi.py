@@ -18,6 +18,7 @@ import session_mw.scope
 import session_mw.wsgi
 from session_mw import current_session
 from session_mw.wsgi import SessionMiddleware
+from tests.clients import wsgi_get as get
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -36,16 +37,6 @@ def whoami(request: Request) -> Response:
     assert opened is not None
     attributes = opened.attributes
     return Response(f"{opened.id} {attributes['http.request.method']!s} {attributes['url.path']!s}")
-
-
-def get(app: Any, path: str = "/", **kwargs: Any) -> Any:
-    """A request as a server makes it: body read in full, then the response closed."""
-    response = Client(app).open(path, **kwargs)
-    try:
-        response.get_data()
-    finally:
-        response.close()
-    return response
 
 
 def test_valid_id_is_used_and_echoed_once() -> None:

@@ -7,8 +7,10 @@ Run it with ``scripts/example fastapi`` (port 8000), then::
 Spans go to the console, or to Phoenix when ``PHOENIX_COLLECTOR_ENDPOINT`` (or any collector when
 ``OTEL_EXPORTER_OTLP_ENDPOINT``) is set. With ``MODEL_URL`` set, the model runs in a second
 service (``model_service.py``) reached over HTTP; the session goes along in ``X-Session-Id``.
-``CHAT_ALLOWED_ORIGINS`` (comma-separated) lets browser pages on those origins call the API, as
-``static/chat.html`` does.
+
+The chat page, ``static/chat.html``, is served at ``/``: there the browser keeps the session in
+the ``chat_session`` cookie, with no script needed. ``CHAT_ALLOWED_ORIGINS`` (comma-separated)
+lets pages on other origins call the API; they send ``X-Session-Id`` back themselves.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel
@@ -30,6 +33,8 @@ from pydantic import BaseModel
 from examples.fastapi_app.telemetry import tracer_provider
 from session_mw import SessionMiddleware, current_session
 from session_mw.clients import httpx_async_event_hooks
+
+CHAT_PAGE = Path(__file__).parent / "static" / "chat.html"
 
 
 class Turn(BaseModel):
@@ -86,8 +91,13 @@ def create_app(provider: TracerProvider | None = None, model_url: str | None = N
             allow_methods=["POST"],
             allow_headers=["Content-Type", "X-Session-Id"],
         )
-    # Added last, so outermost: it appends X-Session-Id to CORS's exposed headers.
-    app.add_middleware(SessionMiddleware)
+    # Added last, so outermost: it appends X-Session-Id to CORS's exposed headers. The cookie
+    # carries the session for pages on this origin that never touch the header.
+    app.add_middleware(SessionMiddleware, cookie_name="chat_session")
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return CHAT_PAGE.read_text()
 
     @app.post("/chat")
     async def chat(turn: Turn) -> StreamingResponse:

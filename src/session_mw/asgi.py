@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from session_mw.headers import HeaderNames
-from session_mw.ids import IdPolicy, Rejected, session_id_from_baggage
-from session_mw.routes import find_routes, route_template
+from session_mw.ids import IdPolicy, Rejected
+from session_mw.routes import PathParams, find_routes, match_route, route_template
 from session_mw.scope import Session, close_session, open_session
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ _RESPONSE_STARTS = frozenset(
     {"http.response.start", "websocket.accept", "websocket.http.response.start"}
 )
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+_SECURE = frozenset({"https", "wss"})
 
 
 class SessionMiddleware:
@@ -61,8 +62,15 @@ class SessionMiddleware:
     def __init__(self, app: ASGIApp, **options: Unpack[Options]) -> None:
         self.app = app
         self._policy = IdPolicy(**options)
-        self._names = HeaderNames.as_bytes(self._policy.header_name)
+        self._names = HeaderNames.as_bytes(self._policy.header_name, self._policy.cookie)
         self._routes = find_routes(app)
+        self._sources = self._policy.sources()
+        if self._policy.path_param is not None and self._routes is None:
+            raise ValueError(
+                f"path_param={self._policy.path_param!r}, but session-mw cannot see the routes of "
+                f"{app!r}: wrap a Starlette or FastAPI app (or add_middleware on it), or send the "
+                "id in the header or a cookie"
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -80,27 +88,29 @@ class SessionMiddleware:
             elif name == b"origin":
                 cors = True
         policy = self._policy
-        if raw is not None:
-            incoming: str | None = raw.decode("latin-1")
-        elif policy.from_baggage:  # a second pass, only for those who turned it on
-            incoming = _from_baggage(scope["headers"])
-        else:
-            incoming = None
+        incoming = None if raw is None else raw.decode("latin-1")
+        where: str | None = None  # None: the id came from the header, if from anywhere
+        matched: tuple[str | None, PathParams] | None = None
+        if self._sources:  # a path parameter, a cookie or baggage: only apps that use them pay
+            incoming, where, matched = self._other_sources(scope, incoming)
         try:
-            session_id = policy.choose(incoming)
+            session_id = policy.choose(incoming, where)
         except Rejected:
-            await self._reject(scope, send)
+            await self._reject(scope, send, where)
             return
         if session_id is None or not policy.issue_ids:
             id_header = None  # the app writes the header, if anyone does
+        elif raw is not None and where is None and session_id is incoming:
+            id_header = raw
         else:
-            id_header = raw if raw is not None and session_id is incoming else session_id.encode()
+            id_header = session_id.encode()
+        https = names.cookie is not None and scope.get("scheme") in _SECURE
 
         # A plain function returning send's awaitable: no extra coroutine frame per message.
         def send_with_session_id(message: Message) -> Awaitable[None]:
             if message["type"] in _RESPONSE_STARTS:
                 message["headers"] = names.response_headers(
-                    message.get("headers", ()), id_header, cors
+                    message.get("headers", ()), id_header, cors, https
                 )
             return send(message)
 
@@ -115,8 +125,12 @@ class SessionMiddleware:
         def route() -> dict[str, AttributeValue] | None:
             return self._route(scope, path, root_path)
 
+        attributes = policy.attributes(scope, path, scope.get("method", "GET"))
+        if matched is not None and matched[0] is not None:
+            attributes["http.route"] = matched[0]
         opened = open_session(
-            Session(session_id, policy.attributes(scope, path, scope.get("method", "GET")), route),
+            # Matched already for the path parameter: no second match, no late route.
+            Session(session_id, attributes, route if matched is None else None),
             mark_span=True,
             baggage=policy.baggage,
         )
@@ -137,8 +151,28 @@ class SessionMiddleware:
             return {}
         return {} if template is None else {"http.route": template}
 
-    async def _reject(self, scope: Scope, send: Send) -> None:
-        body = self._policy.rejection()
+    def _other_sources(
+        self, scope: Scope, header: str | None
+    ) -> tuple[str | None, str | None, tuple[str | None, PathParams] | None]:
+        """The incoming id by precedence, where it came from, and the route when matched."""
+        headers = scope["headers"]
+        matched = None
+        if self._policy.path_param is not None:
+            try:
+                matched = match_route(self._routes or (), scope)
+            except Exception:  # a custom route class must not break the request
+                logger.debug("Could not match the request's route", exc_info=True)
+                matched = None, {}
+        incoming, where = self._policy.pick(
+            None if matched is None else matched[1],
+            header,
+            lambda: _joined(headers, b"cookie", b"; "),
+            lambda: _joined(headers, b"baggage", b","),
+        )
+        return incoming, where, matched
+
+    async def _reject(self, scope: Scope, send: Send, where: str | None) -> None:
+        body = self._policy.rejection(where)
         if scope["type"] == "http":
             prefix = "http"
         elif "websocket.http.response" in scope.get("extensions", {}):
@@ -150,9 +184,10 @@ class SessionMiddleware:
         await send({"type": f"{prefix}.response.body", "body": body})
 
 
-def _from_baggage(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    joined = b",".join([value for name, value in headers if name == b"baggage"])
-    return session_id_from_baggage(joined.decode("latin-1")) if joined else None
+def _joined(headers: Iterable[tuple[bytes, bytes]], key: bytes, separator: bytes) -> str | None:
+    """Every ``key`` header's value, joined (HTTP/2 sends each cookie in a header of its own)."""
+    joined = separator.join([value for name, value in headers if name == key])
+    return joined.decode("latin-1") if joined else None
 
 
 def _headers(body: bytes) -> Iterable[tuple[bytes, bytes]]:

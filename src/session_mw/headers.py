@@ -6,8 +6,10 @@ works on the raw list, never on a dict, so repeated headers such as ``Set-Cookie
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import AnyStr, Generic
+
+from session_mw.cookies import SessionCookie
 
 __all__ = ["HeaderNames"]
 
@@ -15,33 +17,65 @@ __all__ = ["HeaderNames"]
 class HeaderNames(Generic[AnyStr]):
     """What one adapter writes into responses, encoded once in the adapter's string type."""
 
-    __slots__ = ("comma", "display", "expose", "key")
+    __slots__ = ("_decode", "_encode", "comma", "cookie", "display", "expose", "key", "set_cookie")
 
-    def __init__(self, key: AnyStr, display: AnyStr, expose: AnyStr, comma: AnyStr) -> None:
+    def __init__(  # noqa: PLR0917
+        self,
+        key: AnyStr,
+        display: AnyStr,
+        expose: AnyStr,
+        comma: AnyStr,
+        set_cookie: AnyStr,
+        cookie: SessionCookie | None,
+        decode: Callable[[AnyStr], str],
+        encode: Callable[[str], AnyStr],
+    ) -> None:
         self.key: AnyStr = key  # lower-case: what response header names are compared against
         self.display: AnyStr = display  # as configured: what goes in Access-Control-Expose-Headers
         self.expose: AnyStr = expose
         self.comma: AnyStr = comma
+        self.set_cookie: AnyStr = set_cookie
+        self.cookie = cookie
+        self._decode: Callable[[AnyStr], str] = decode
+        self._encode: Callable[[str], AnyStr] = encode
 
     @staticmethod
-    def as_bytes(header_name: str) -> HeaderNames[bytes]:
+    def as_bytes(header_name: str, cookie: SessionCookie | None = None) -> HeaderNames[bytes]:
         return HeaderNames(
             header_name.lower().encode("ascii"),
             header_name.encode("ascii"),
             b"access-control-expose-headers",
             b",",
+            b"set-cookie",
+            cookie,
+            _latin1,
+            str.encode,
         )
 
     @staticmethod
-    def as_str(header_name: str) -> HeaderNames[str]:
-        return HeaderNames(header_name.lower(), header_name, "access-control-expose-headers", ",")
+    def as_str(header_name: str, cookie: SessionCookie | None = None) -> HeaderNames[str]:
+        return HeaderNames(
+            header_name.lower(),
+            header_name,
+            "access-control-expose-headers",
+            ",",
+            "set-cookie",
+            cookie,
+            str,
+            str,
+        )
 
     def response_headers(
-        self, headers: Iterable[tuple[AnyStr, AnyStr]], session_id: AnyStr | None, cors: bool
+        self,
+        headers: Iterable[tuple[AnyStr, AnyStr]],
+        session_id: AnyStr | None,
+        cors: bool,
+        https: bool = False,
     ) -> list[tuple[AnyStr, AnyStr]]:
         """``headers`` with the session header and, when ``cors``, its name exposed.
 
-        ``session_id`` is added unless the app wrote the header itself, or it is ``None``.
+        ``session_id`` is added unless the app wrote the header itself, or it is ``None``. With a
+        session cookie, the id the header carries also goes into it (``Secure`` when ``https``).
         """
         key, expose = self.key, self.expose
         out: list[tuple[AnyStr, AnyStr]] = []
@@ -62,7 +96,25 @@ class HeaderNames(Generic[AnyStr]):
             out.append((key, session_id))
         if not exposed:
             out.append((expose, self.display))
+        if self.cookie is not None:
+            self._add_cookie(out, self.cookie, https)
         return out
+
+    def _add_cookie(
+        self, out: list[tuple[AnyStr, AnyStr]], cookie: SessionCookie, https: bool
+    ) -> None:
+        # Appended, so every other Set-Cookie survives; the app's own session cookie stands.
+        ids = []
+        for name, value in out:
+            lowered = name.lower()
+            if lowered == self.key:
+                ids.append(value)
+            elif lowered == self.set_cookie and cookie.is_ours(self._decode(value)):
+                return
+        if len(ids) == 1:  # the one id the response carries, ours or the app's
+            rendered = cookie.set_cookie(self._decode(ids[0]), https=https)
+            if rendered is not None:
+                out.append((self.set_cookie, self._encode(rendered)))
 
     def _exposed(self, value: AnyStr) -> AnyStr:
         # Appended, never replaced: CORSMiddleware or the app may expose other headers already.
@@ -71,3 +123,7 @@ class HeaderNames(Generic[AnyStr]):
         if not value.strip():
             return self.display
         return value + self.comma + self.display
+
+
+def _latin1(value: bytes) -> str:
+    return value.decode("latin-1")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
 from opentelemetry.baggage import get_baggage
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.util.types import AttributeValue
 
+from session_mw.cookies import CookieOptions, SessionCookie
 from session_mw.signing import Signer
 
 __all__ = ["DEFAULTS", "ID_RULE", "IdPolicy", "Options", "Rejected", "generate_id", "is_valid_id"]
@@ -85,6 +86,9 @@ class Options(TypedDict, total=False):
     trust_incoming: bool
     issue_ids: bool
     secret: str | bytes | Sequence[str | bytes] | None
+    path_param: str | None
+    cookie_name: str | None
+    cookie_options: CookieOptions | None
 
 
 #: Every option with its default value (the Flask adapter fills ``app.config`` from these).
@@ -99,6 +103,9 @@ DEFAULTS: Options = {
     "trust_incoming": True,
     "issue_ids": True,
     "secret": None,
+    "path_param": None,
+    "cookie_name": None,
+    "cookie_options": None,
 }
 
 
@@ -128,6 +135,13 @@ class IdPolicy:
         usable id then runs without a session.
     :param secret: sign generated ids (see :mod:`session_mw.signing`) and accept only incoming
         ids that carry a valid tag; a list of secrets, newest first, allows rotation.
+    :param path_param: the route's path parameter that names the conversation
+        (``/threads/{thread_id}``): on routes that have it, its value is the id, before the header.
+    :param cookie_name: read the id from this cookie when the header is absent, and set the cookie
+        on every response that carries the header (for pages without a script).
+    :param cookie_options: the cookie's attributes (:class:`session_mw.cookies.CookieOptions`).
+
+    Precedence: the path parameter, the header, the cookie, the baggage entry, a new id.
 
     A ``generator``, ``validator`` or ``user_id`` that raises is logged with its traceback and
     the request goes on: with a UUID4, as invalid, without a user id.
@@ -138,10 +152,12 @@ class IdPolicy:
         "_signer",
         "_validator",
         "baggage",
+        "cookie",
         "from_baggage",
         "generate",
         "header_name",
         "issue_ids",
+        "path_param",
         "reject",
         "rule",
         "trust_incoming",
@@ -162,6 +178,9 @@ class IdPolicy:
         trust_incoming: bool = True,
         issue_ids: bool = True,
         secret: str | bytes | Sequence[str | bytes] | None = None,
+        path_param: str | None = None,
+        cookie_name: str | None = None,
+        cookie_options: CookieOptions | None = None,
     ) -> None:
         if not isinstance(header_name, str) or not _TOKEN.fullmatch(header_name):
             raise ValueError(
@@ -196,6 +215,12 @@ class IdPolicy:
         self.from_baggage = from_baggage
         self.trust_incoming = trust_incoming
         self.issue_ids = issue_ids
+        if path_param is not None and (not isinstance(path_param, str) or not path_param):
+            raise ValueError(f"path_param={path_param!r}: use a route parameter name: 'thread_id'")
+        self.path_param = path_param
+        if cookie_name is None and cookie_options is not None:
+            raise ValueError("cookie_options without cookie_name: set cookie_name too")
+        self.cookie = None if cookie_name is None else SessionCookie(cookie_name, cookie_options)
         sample = self._generator()
         if not isinstance(sample, str) or not self._validator(sample):
             raise ValueError(
@@ -224,8 +249,8 @@ class IdPolicy:
             )
             return False
 
-    def choose(self, raw: str | None) -> str | None:
-        """The id to use for a request whose header held ``raw``.
+    def choose(self, raw: str | None, where: str | None = None) -> str | None:
+        """The id to use for a request whose header (or the source ``where`` names) held ``raw``.
 
         ``None``: the request runs without a session (``issue_ids=False`` and no usable id).
         Raises :class:`Rejected` for an invalid id with ``on_invalid="reject"``.
@@ -238,8 +263,8 @@ class IdPolicy:
             raise Rejected
         # Never the raw value: it is attacker-controlled (CR/LF would forge log lines).
         logger.warning(
-            "Ignored an invalid %s request header (%d characters; expected %s); %s",
-            self.header_name,
+            "Ignored an invalid %s (%d characters; expected %s); %s",
+            where or f"{self.header_name} request header",
             len(raw),
             self.rule,
             "the request gets a new session id" if self.issue_ids else "no session",
@@ -259,9 +284,44 @@ class IdPolicy:
                 attributes["user.id"] = str(user)
         return attributes
 
-    def rejection(self) -> bytes:
+    def rejection(self, where: str | None = None) -> bytes:
         """The body of the 400 response given when ``on_invalid="reject"``."""
-        return f"Invalid {self.header_name} request header: expected {self.rule}.\n".encode()
+        where = where or f"{self.header_name} request header"
+        return f"Invalid {where}: expected {self.rule}.\n".encode()
+
+    def sources(self) -> bool:
+        """Whether any source besides the header is configured (the adapters' slower path)."""
+        return self.path_param is not None or self.cookie is not None or self.from_baggage
+
+    def pick(
+        self,
+        path_params: Mapping[str, object] | None,
+        header: str | None,
+        cookie_header: Callable[[], str | None],
+        baggage_header: Callable[[], str | None],
+    ) -> tuple[str | None, str | None]:
+        """The incoming id, by precedence, and where it came from (``None``: the header).
+
+        The path parameter (the URL names the conversation), the header, the cookie, the
+        baggage entry. The cookie and baggage headers are read only when they are needed.
+        """
+        if self.path_param is not None and path_params is not None:
+            value = path_params.get(self.path_param)
+            if value is not None:
+                return str(value), f"{self.path_param} path parameter"
+        if header is not None:
+            return header, None
+        if self.cookie is not None:
+            cookies = cookie_header()
+            value = None if cookies is None else self.cookie.read(cookies)
+            if value is not None:
+                return value, f"{self.cookie.name} cookie"
+        if self.from_baggage:
+            baggage = baggage_header()
+            value = None if baggage is None else session_id_from_baggage(baggage)
+            if value is not None:
+                return value, "session.id baggage entry"
+        return None, None
 
 
 def session_id_from_baggage(header: str) -> str | None:

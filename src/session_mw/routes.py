@@ -1,4 +1,4 @@
-"""``http.route`` for Starlette and FastAPI: the matched route's full template.
+"""The matched route: ``http.route`` and path parameters, for Starlette, FastAPI and Flask.
 
 Starlette records the matched route in ``scope["route"]`` only in recent versions, and there a
 mounted app's route replaces the mount's, losing the prefix; FastAPI's ``scope["route"]`` lacks
@@ -13,7 +13,9 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["find_routes", "route_template"]
+__all__ = ["find_routes", "find_url_map", "match_route", "match_rule", "route_template"]
+
+PathParams = Mapping[str, Any]
 
 # Deep enough for any middleware stack seen in practice, bounded in case of a cycle.
 _MAX_DEPTH = 32
@@ -37,25 +39,49 @@ def route_template(routes: Iterable[Any], scope: Mapping[str, Any]) -> str | Non
     ``scope`` holds the request's ``type``, ``path``, ``root_path``, ``method`` and ``headers``
     as they were before routing (routing rewrites ``root_path`` in place).
     """
+    return match_route(routes, scope)[0]
+
+
+def match_route(routes: Iterable[Any], scope: Mapping[str, Any]) -> tuple[str | None, PathParams]:
+    """:func:`route_template` and the path parameters of that route, mounts' included."""
     # Imported here: `import session_mw` must not import Starlette, and this only runs for apps
     # that have Starlette routes.
     from starlette.routing import Match  # noqa: PLC0415
 
-    partial: str | None = None
+    partial: tuple[str | None, PathParams] = (None, {})
     for route in _flattened(routes):
         match, child_scope = route.matches(scope)
         if match is Match.NONE:
             continue
         template: str | None = getattr(route, "path", "")
+        params: PathParams = child_scope.get("path_params", {})
         inner_routes = getattr(route, "routes", None)
         if inner_routes:  # Mount or Host of a router: the template continues inside
-            inner = route_template(inner_routes, {**scope, **child_scope})
+            inner, params = match_route(inner_routes, {**scope, **child_scope})
             template = None if inner is None else f"{template}{inner}"
         if match is Match.FULL:
-            return template  # the router stops here too, even when nothing inside matches
-        if partial is None:
-            partial = template  # path matched, method did not (405): still this route
+            return template, params  # the router stops here too, even when nothing inside matches
+        if partial[0] is None:
+            partial = template, params  # path matched, method did not (405): still this route
     return partial
+
+
+def find_url_map(app: object) -> Any | None:
+    """The Werkzeug ``Map`` (Flask's ``url_map``) of the app that ``app`` is, or is a method of."""
+    for candidate in (app, getattr(app, "__self__", None)):
+        url_map = getattr(candidate, "url_map", None)
+        if url_map is not None and hasattr(url_map, "bind_to_environ"):
+            return url_map
+    return None
+
+
+def match_rule(url_map: Any, environ: Mapping[str, Any]) -> tuple[str | None, PathParams]:
+    """The rule Werkzeug's ``url_map`` matches for a WSGI request, and its arguments."""
+    try:
+        rule, params = url_map.bind_to_environ(environ).match(return_rule=True)
+    except Exception:  # 404, 405, a redirect: no route, so no path parameter
+        return None, {}
+    return rule.rule, params
 
 
 def _flattened(routes: Iterable[Any]) -> Iterable[Any]:

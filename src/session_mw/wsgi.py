@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from session_mw.headers import HeaderNames
-from session_mw.ids import IdPolicy, Rejected, session_id_from_baggage
+from session_mw.ids import IdPolicy, Rejected
+from session_mw.routes import find_url_map, match_rule
 from session_mw.scope import Session, close_session, mark_current_span, open_session
 
 if TYPE_CHECKING:
@@ -44,18 +45,35 @@ class SessionMiddleware:
     def __init__(self, wsgi_app: WSGIApplication, **options: Unpack[Options]) -> None:
         self.wsgi_app = wsgi_app
         self._policy = IdPolicy(**options)
-        self._names = HeaderNames.as_str(self._policy.header_name)
+        self._names = HeaderNames.as_str(self._policy.header_name, self._policy.cookie)
         self._environ_key = "HTTP_" + self._policy.header_name.upper().replace("-", "_")
+        self._sources = self._policy.sources()
+        self._url_map = find_url_map(wsgi_app)  # Flask's, through app.wsgi_app
+        if self._policy.path_param is not None and self._url_map is None:
+            raise ValueError(
+                f"path_param={self._policy.path_param!r}, but session-mw cannot see the routes of "
+                f"{wsgi_app!r}: use the Flask extension (or wrap a Flask app's wsgi_app), or send "
+                "the id in the header or a cookie"
+            )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         policy = self._policy
         incoming = environ.get(self._environ_key)
-        if incoming is None and policy.from_baggage and "HTTP_BAGGAGE" in environ:
-            incoming = session_id_from_baggage(environ["HTTP_BAGGAGE"])
+        where: str | None = None  # None: the id came from the header, if from anywhere
+        matched = None
+        if self._sources:  # a path parameter, a cookie or baggage: only apps that use them pay
+            if policy.path_param is not None:
+                matched = match_rule(self._url_map, environ)
+            incoming, where = policy.pick(
+                None if matched is None else matched[1],
+                incoming,
+                lambda: environ.get("HTTP_COOKIE"),
+                lambda: environ.get("HTTP_BAGGAGE"),
+            )
         try:
-            session_id = policy.choose(incoming)
+            session_id = policy.choose(incoming, where)
         except Rejected:
-            message = self._policy.rejection()
+            message = self._policy.rejection(where)
             start_response(
                 "400 Bad Request", [("Content-Type", _TEXT), ("Content-Length", str(len(message)))]
             )
@@ -64,16 +82,17 @@ class SessionMiddleware:
         names = self._names
         cors = "HTTP_ORIGIN" in environ
         echoed = session_id if policy.issue_ids else None  # else the app writes the header
+        https = names.cookie is not None and environ.get("wsgi.url_scheme") == "https"
 
-        opened_session = (
-            None
-            if session_id is None
-            else Session(
-                session_id,
-                policy.attributes(environ, _path(environ), environ["REQUEST_METHOD"]),
-                lambda: _route(environ),
+        opened_session = None
+        if session_id is not None:
+            attributes = policy.attributes(environ, _path(environ), environ["REQUEST_METHOD"])
+            if matched is not None and matched[0] is not None:
+                attributes["http.route"] = matched[0]
+            # Matched already for the path parameter: no late route.
+            opened_session = Session(
+                session_id, attributes, None if matched is not None else lambda: _route(environ)
             )
-        )
 
         def start_response_with_session_id(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -83,7 +102,9 @@ class SessionMiddleware:
             # place marks both, and the route is known by now.
             if opened_session is not None:
                 mark_current_span(opened_session)
-            return start_response(status, names.response_headers(headers, echoed, cors), exc_info)
+            return start_response(
+                status, names.response_headers(headers, echoed, cors, https), exc_info
+            )
 
         if opened_session is None:  # issue_ids=False and no usable id: no session, as without us
             return self.wsgi_app(
