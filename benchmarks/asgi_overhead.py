@@ -6,7 +6,8 @@ Each request goes through the middleware into a minimal ASGI app, in-process (no
 socket), so the figures are the middleware's own cost. Peers: asgi-correlation-id (header
 ``X-Session-Id``, validator off), starlette-context's ``RawContextMiddleware`` with a request-id
 plugin, a hand-written pure ASGI middleware around OpenInference's ``using_session``, and the
-``BaseHTTPMiddleware`` + ``ContextVar`` pattern.
+``BaseHTTPMiddleware`` + ``ContextVar`` pattern. A third table puts them in front of a Starlette
+router, where session-mw can also take the id from the path (``path_param``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from openinference.instrumentation import using_session
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route, Router
 from starlette_context.middleware import RawContextMiddleware
 from starlette_context.plugins import RequestIdPlugin
 
@@ -105,7 +107,28 @@ def apps() -> dict[str, ASGIApp]:
 _loops: list[asyncio.AbstractEventLoop] = []
 
 
-def runner(app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> Callable[[int], float]:
+async def thread(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+def routed() -> Router:
+    return Router(routes=[Route("/threads/{thread_id}", thread, methods=["POST"])])
+
+
+def routed_apps() -> dict[str, ASGIApp]:
+    return {
+        "Starlette router": routed(),
+        "asgi-correlation-id": CorrelationIdMiddleware(
+            routed(), header_name=HEADER, validator=None
+        ),
+        "session-mw": SessionMiddleware(routed()),
+        "session-mw, path_param": SessionMiddleware(routed(), path_param="thread_id"),
+    }
+
+
+def runner(
+    app: ASGIApp, headers: list[tuple[bytes, bytes]], path: str = "/chat"
+) -> Callable[[int], float]:
     if not _loops:
         _loops.append(asyncio.new_event_loop())  # one loop for every variant, never closed
     loop = _loops[0]
@@ -126,8 +149,8 @@ def runner(app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> Callable[[int], 
                 "http_version": "1.1",
                 "method": "POST",
                 "scheme": "http",
-                "path": "/chat",
-                "raw_path": b"/chat",
+                "path": path,
+                "raw_path": path.encode(),
                 "query_string": b"",
                 "root_path": "",
                 "headers": list(headers),
@@ -156,7 +179,7 @@ def suites() -> Suites:
         "with an incoming X-Session-Id header": [*common, (b"x-session-id", SESSION_ID.encode())],
         "without a header (an id is generated)": common,
     }
-    return {
+    tables: Suites = {
         title: (
             {name: runner(app, headers) for name, app in apps().items()},
             "bare app",
@@ -164,6 +187,15 @@ def suites() -> Suites:
         )
         for title, headers in cases.items()
     }
+    # The same request to every variant: the id in the header and in the path (which wins).
+    with_header = cases["with an incoming X-Session-Id header"]
+    path = f"/threads/{SESSION_ID}"
+    tables["a Starlette router, the id in the path and the header"] = (
+        {name: runner(app, with_header, path) for name, app in routed_apps().items()},
+        "Starlette router",
+        "asgi-correlation-id",
+    )
+    return tables
 
 
 if __name__ == "__main__":
