@@ -12,6 +12,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from session_mw import current_session
 
+# The Django test project's modules need Django set up (tests/test_django.py does it): they hold
+# no tests, so --doctest-modules must not import them on their own.
+collect_ignore = ["django_project"]
+
 
 @pytest.fixture
 def anyio_backend() -> str:

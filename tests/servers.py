@@ -67,3 +67,16 @@ def running(
             process.wait()
         if process.stdout:
             process.stdout.close()
+
+
+def gunicorn(app: str, port: int) -> list[str]:
+    """``python -m`` arguments for gunicorn's threaded worker serving ``app`` on ``port``."""
+    return [
+        "gunicorn",
+        "--worker-class", "gthread",
+        "--workers", "2",
+        "--threads", "8",
+        "--bind", f"127.0.0.1:{port}",
+        "--log-level", "warning",
+        app,
+    ]  # fmt: skip

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.servers import free_port, running
+from tests.servers import free_port, gunicorn, running
 
 CONCURRENT = 500
 
@@ -43,14 +43,6 @@ async def test_werkzeug_threaded_server() -> None:
 @pytest.mark.anyio
 async def test_gunicorn_gthread_worker() -> None:
     port = free_port()
-    command = [
-        "gunicorn",
-        "--worker-class", "gthread",
-        "--workers", "2",
-        "--threads", "8",
-        "--bind", f"127.0.0.1:{port}",
-        "--log-level", "warning",
-        "tests.apps:wsgi_app",
-    ]  # fmt: skip
+    command = gunicorn("tests.apps:wsgi_app", port)
     with running(command, port) as url:
         await many_turns(url)

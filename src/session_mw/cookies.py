@@ -11,7 +11,7 @@ value that carries it back, for browser pages that have no script to copy a head
 from __future__ import annotations
 
 import re
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 __all__ = ["CookieOptions", "SessionCookie"]
 
@@ -41,7 +41,7 @@ class CookieOptions(TypedDict, total=False):
 class SessionCookie:
     """Reads the session id from one cookie and renders the ``Set-Cookie`` value that sets it."""
 
-    __slots__ = ("_always_secure", "_attributes", "_prefix", "name")
+    __slots__ = ("_always_secure", "_attributes", "_options", "_prefix", "name")
 
     def __init__(self, name: str, options: CookieOptions | None = None) -> None:
         options = options or {}
@@ -57,6 +57,7 @@ class SessionCookie:
                 "letters, digits and !#$%&'*+-.^_`|~, such as 'session_id'"
             )
         self.name = name
+        self._options = options
         self._prefix = name + "="
         self._attributes = _attributes(options)
         secure = options.get("secure")
@@ -80,10 +81,30 @@ class SessionCookie:
     def set_cookie(self, session_id: str, *, https: bool) -> str | None:
         """The ``Set-Cookie`` value for ``session_id``; ``None`` when it cannot be a cookie value
         (an id that a custom validator allowed, with characters a cookie cannot hold)."""
-        if not _OCTETS.fullmatch(session_id):
+        if not self.can_hold(session_id):
             return None
-        secure = https if self._always_secure is None else self._always_secure
-        return f"{self._prefix}{session_id}{self._attributes}{'; Secure' if secure else ''}"
+        secure = "; Secure" if self._secure(https) else ""
+        return f"{self._prefix}{session_id}{self._attributes}{secure}"
+
+    def attributes(self, *, https: bool) -> dict[str, Any]:
+        """The cookie's attributes as keyword arguments, for frameworks that render it themselves
+        (Django's ``response.set_cookie``)."""
+        options = self._options
+        return {
+            "max_age": options.get("max_age"),
+            "domain": options.get("domain"),
+            "path": options.get("path", "/"),
+            "samesite": options.get("samesite", "Lax"),
+            "secure": self._secure(https),
+            "httponly": options.get("httponly", True),
+        }
+
+    def can_hold(self, session_id: str) -> bool:
+        """Whether ``session_id`` can be this cookie's value as it is."""
+        return _OCTETS.fullmatch(session_id) is not None
+
+    def _secure(self, https: bool) -> bool:
+        return https if self._always_secure is None else self._always_secure
 
     def is_ours(self, set_cookie: str) -> bool:
         """Whether a ``Set-Cookie`` value of the app's sets this cookie (then it stands)."""

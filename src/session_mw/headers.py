@@ -89,7 +89,7 @@ class HeaderNames(Generic[AnyStr]):
                 written = True
             elif lowered == expose and not exposed:
                 exposed = True
-                out.append((name, self._exposed(value)))
+                out.append((name, self.exposed(value)))
                 continue
             out.append((name, value))
         if session_id is not None and not written:
@@ -116,7 +116,8 @@ class HeaderNames(Generic[AnyStr]):
             if rendered is not None:
                 out.append((self.set_cookie, self._encode(rendered)))
 
-    def _exposed(self, value: AnyStr) -> AnyStr:
+    def exposed(self, value: AnyStr) -> AnyStr:
+        """An ``Access-Control-Expose-Headers`` value that lists the session header."""
         # Appended, never replaced: CORSMiddleware or the app may expose other headers already.
         if self.key in [part.strip().lower() for part in value.split(self.comma)]:
             return value

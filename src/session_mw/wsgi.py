@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from session_mw.headers import HeaderNames
 from session_mw.ids import IdPolicy, Rejected
-from session_mw.routes import find_url_map, match_rule
+from session_mw.routes import PathParams, find_url_map, match_rule
 from session_mw.scope import Session, close_session, mark_current_span, open_session
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from session_mw.ids import Options
     from session_mw.scope import _Opened
 
-__all__ = ["SessionMiddleware"]
+__all__ = ["SessionMiddleware", "other_sources"]
 
 _TEXT = "text/plain; charset=utf-8"
 
@@ -62,13 +62,8 @@ class SessionMiddleware:
         where: str | None = None  # None: the id came from the header, if from anywhere
         matched = None
         if self._sources:  # a path parameter, a cookie or baggage: only apps that use them pay
-            if policy.path_param is not None:
-                matched = match_rule(self._url_map, environ)
-            incoming, where = policy.pick(
-                None if matched is None else matched[1],
-                incoming,
-                lambda: environ.get("HTTP_COOKIE"),
-                lambda: environ.get("HTTP_BAGGAGE"),
+            incoming, where, matched = other_sources(
+                policy, environ, incoming, lambda: match_rule(self._url_map, environ)
             )
         try:
             session_id = policy.choose(incoming, where)
@@ -118,6 +113,24 @@ class SessionMiddleware:
             close_session(opened)
             raise
         return _SessionBody(body, opened)
+
+
+def other_sources(
+    policy: IdPolicy,
+    environ: Mapping[str, Any],
+    header: str | None,
+    route: Callable[[], tuple[str | None, PathParams]],
+) -> tuple[str | None, str | None, tuple[str | None, PathParams] | None]:
+    """The incoming id of a WSGI environ (or Django's ``request.META``) by precedence, where it
+    came from (``None``: the header), and the ``route()`` matched for the path parameter."""
+    matched = None if policy.path_param is None else route()
+    incoming, where = policy.pick(
+        None if matched is None else matched[1],
+        header,
+        lambda: environ.get("HTTP_COOKIE"),
+        lambda: environ.get("HTTP_BAGGAGE"),
+    )
+    return incoming, where, matched
 
 
 def _route(environ: WSGIEnvironment) -> dict[str, AttributeValue] | None:
