@@ -1,6 +1,6 @@
 """The same benchmarks counted in CPU instructions (valgrind's callgrind) instead of seconds.
 
-    python -m benchmarks.instructions [asgi|wsgi ...] [--requests 2000]
+    python -m benchmarks.instructions [asgi|wsgi|django ...] [--requests 2000]
 
 Wall-clock medians on a shared machine move by tens of percent from run to run; instruction
 counts do not (the same binary and inputs give the same count, whatever else the machine does).
@@ -20,7 +20,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-MODULES = {"asgi": "benchmarks.asgi_overhead", "wsgi": "benchmarks.wsgi_overhead"}
+MODULES = {
+    "asgi": "benchmarks.asgi_overhead",
+    "wsgi": "benchmarks.wsgi_overhead",
+    "django": "benchmarks.django_overhead",
+}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -52,7 +56,9 @@ def count(kind: str, title: str, name: str, n: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("kinds", nargs="*", choices=[*MODULES, []], help="asgi, wsgi or both")
+    parser.add_argument(
+        "kinds", nargs="*", choices=[*MODULES, []], help="asgi, wsgi, django (default: all)"
+    )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--run", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -106,3 +106,28 @@ def test_mcp_example_runs_as_documented(tmp_path: Path) -> None:
     # The console exporter printed the tool's spans, and the SDK's own, in that session.
     text = log.read_text()
     assert text.count(f'"session.id": "{ids[0]}"') >= 4  # 3 tools/call spans, chat, fake-llm
+
+
+def test_django_example_streams_and_groups_turns(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.servers import free_port, running
+
+    port = free_port()
+    log = tmp_path / "server.log"
+    env = {**os.environ, "PORT": str(port)}
+    with log.open("w") as out, running(["examples.django_app.app"], port, env=env, log=out) as url:
+        first = httpx.post(f"{url}/chat", json={"message": "hello"})
+        session_id = first.headers["x-session-id"]
+        again = {"X-Session-Id": session_id}
+        second = httpx.post(f"{url}/chat", json={"message": "again"}, headers=again)
+        other = httpx.post(f"{url}/chat", json={"message": "new"})
+    assert first.headers["content-type"] == "text/event-stream"
+    assert first.text.startswith('data: "Turn "\n\ndata: "1: "')
+    assert first.text.endswith("event: done\ndata: {}\n\n")
+    assert second.headers["x-session-id"] == session_id
+    assert 'data: "2: "' in second.text
+    assert other.headers["x-session-id"] != session_id
+    assert 'data: "1: "' in other.text
+    # Each turn's CHAIN and LLM spans, printed by the console exporter, are in its session.
+    assert log.read_text().count(f'"session.id": "{session_id}"') == 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,8 @@ def test_snippet_runs(code: str) -> None:
         headers = {ID_HEADERS[0]}
     elif app is not None:
         headers = set(TestClient(app).get("/").headers.keys())
+    elif "MIDDLEWARE" in namespace:  # a Django settings snippet: serve the test project with it
+        headers = django_headers({k: v for k, v in namespace.items() if k.isupper()})
     else:
         headers = {ID_HEADERS[0]}
     assert headers & set(ID_HEADERS)  # the snippets use the default name or X-Conversation-Id
@@ -66,3 +69,14 @@ def test_snippet_runs(code: str) -> None:
         namespace["provider"].shutdown()
     if "client" in namespace:
         namespace["client"].close()
+
+
+def django_headers(settings: dict[str, Any]) -> set[str]:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_project.settings")
+    import django
+    from django.test import Client, override_settings
+
+    django.setup()
+    with override_settings(**settings):
+        response = Client().get("/whoami/")
+    return {name.lower() for name, _ in response.items()}
