@@ -115,7 +115,12 @@ def test_django_example_streams_and_groups_turns(tmp_path: Path) -> None:
 
     port = free_port()
     log = tmp_path / "server.log"
-    env = {**os.environ, "PORT": str(port)}
+    # Explicit: the Django tests of this process set DJANGO_SETTINGS_MODULE to their own project.
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "DJANGO_SETTINGS_MODULE": "examples.django_app.settings",
+    }
     with log.open("w") as out, running(["examples.django_app.app"], port, env=env, log=out) as url:
         first = httpx.post(f"{url}/chat", json={"message": "hello"})
         session_id = first.headers["x-session-id"]
