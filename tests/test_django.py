@@ -291,3 +291,22 @@ async def test_uvicorn_serves_the_asgi_application(path: str) -> None:
     ]  # fmt: skip
     with running(command, port) as url:
         await each_sees_its_own(url, path)
+
+
+@pytest.mark.parametrize(
+    "value", ["a%20b", "caf%C3%A9", "x" * 129, "a%0Ab"], ids=["space", "non-ascii", "long", "lf"]
+)
+def test_an_invalid_path_value_is_never_used_nor_logged(
+    value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        override_settings(SESSION_MW_PATH_PARAM="thread_id", SESSION_MW_COOKIE_NAME="sid"),
+        caplog.at_level(logging.WARNING, logger="session_mw"),
+    ):
+        response = Client().get(f"/threads/{value}/", headers={"X-Session-Id": SID})
+    (new,) = ids(response)
+    assert uuid.UUID(new).version == 4  # neither the path value nor the header
+    assert response.cookies["sid"].value == new
+    assert "thread_id path parameter" in caplog.text
+    assert value not in caplog.text
+    assert "caf" not in caplog.text
