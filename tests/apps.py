@@ -171,3 +171,39 @@ def fastmcp_app() -> Any:
         return f"Turn {turns[key]}: you said {message!r}."
 
     return SessionMiddleware(server.http_app(), header_name="Mcp-Session-Id", issue_ids=False)
+
+
+def langfuse_chat() -> Any:
+    """The FastAPI example as a Langfuse user runs it: Langfuse's client (configured by the
+    LANGFUSE_* environment) makes the tracer provider, ``add_session_processor()`` puts the session
+    on it, and an ``@observe``-decorated function answers inside the example's requests."""
+    from langfuse import Langfuse, observe
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from examples.fastapi_app.app import create_app
+    from session_mw.otel import add_session_processor
+
+    Langfuse()
+    provider = add_session_processor()
+    assert isinstance(trace.get_tracer_provider(), TracerProvider)
+    app = create_app(provider, user_id=user_header)
+
+    @observe(as_type="generation")
+    def generate(message: str) -> str:
+        return message.upper()
+
+    @observe()
+    def answer(message: str) -> str:
+        return generate(message)
+
+    @app.post("/ask")
+    def ask(body: dict[str, str]) -> dict[str, str]:
+        return {"reply": answer(body["message"])}
+
+    return app
+
+
+def user_header(scope: Any) -> str | None:
+    """The user id an ASGI request names in its ``X-User`` header."""
+    return dict(scope["headers"]).get(b"x-user", b"").decode() or None

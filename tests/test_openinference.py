@@ -41,22 +41,26 @@ def instrumented() -> Iterator[InMemorySpanExporter]:
         instrumentor.uninstrument()
 
 
-def test_llm_span_gets_the_session_through_the_context_key(
-    model_url: str, instrumented: InMemorySpanExporter
-) -> None:
+def chat_app(model_url: str, **options: Any) -> FastAPI:
+    """A chat endpoint calling the model through the instrumented openai client."""
     app = FastAPI()
 
     @app.post("/chat")
     async def chat(body: dict[str, Any]) -> dict[str, Any]:
-        client = AsyncOpenAI(base_url=model_url, api_key="local-test")
-        completion = await client.chat.completions.create(
-            model="fake-model", messages=[{"role": "user", "content": body["message"]}]
-        )
-        await client.close()
+        async with AsyncOpenAI(base_url=model_url, api_key="local-test") as client:
+            completion = await client.chat.completions.create(
+                model="fake-model", messages=[{"role": "user", "content": body["message"]}]
+            )
         return {"reply": completion.choices[0].message.content}
 
-    app.add_middleware(SessionMiddleware, user_id=lambda scope: "user-1")
-    client = TestClient(app)
+    app.add_middleware(SessionMiddleware, **options)
+    return app
+
+
+def test_llm_span_gets_the_session_through_the_context_key(
+    model_url: str, instrumented: InMemorySpanExporter
+) -> None:
+    client = TestClient(chat_app(model_url, user_id=lambda scope: "user-1"))
     first = client.post("/chat", json={"message": "hello"}, headers={"X-Session-Id": "conv-1"})
     second = client.post("/chat", json={"message": "again"})
     assert first.json() == {"reply": "You said: hello"}
@@ -75,17 +79,7 @@ def test_concurrent_conversations_keep_their_sessions(
 ) -> None:
     import httpx
 
-    app = FastAPI()
-
-    @app.post("/chat")
-    async def chat(body: dict[str, Any]) -> dict[str, Any]:
-        async with AsyncOpenAI(base_url=model_url, api_key="local-test") as client:
-            completion = await client.chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": body["message"]}]
-            )
-        return {"reply": completion.choices[0].message.content}
-
-    app.add_middleware(SessionMiddleware)
+    app = chat_app(model_url)
 
     async def run() -> None:
         transport = httpx.ASGITransport(app=app)
@@ -103,3 +97,28 @@ def test_concurrent_conversations_keep_their_sessions(
         for s in instrumented.get_finished_spans()
     }
     assert by_session == {f"c{n}": f"m{n}" for n in range(10)}
+
+
+def test_the_session_reaches_an_otlp_backend_with_no_span_processor(model_url: str) -> None:
+    # Arize's set-up: OpenInference instrumentors exporting over OTLP, no SessionSpanProcessor.
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from tests.otlp import receiver
+
+    with receiver() as (url, received):
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(f"{url}/v1/traces")))
+        instrumentor = OpenAIInstrumentor()
+        instrumentor.instrument(tracer_provider=provider)
+        try:
+            client = TestClient(chat_app(model_url, user_id=lambda scope: "user-1"))
+            for conversation in ("conv-1", "conv-2"):
+                client.post("/chat", json={"message": "hi"}, headers={"X-Session-Id": conversation})
+        finally:
+            instrumentor.uninstrument()
+            provider.shutdown()  # flushes the batch to the receiver
+    assert [(name, a["session.id"], a["user.id"]) for name, a in received.spans] == [
+        ("ChatCompletion", "conv-1", "user-1"),
+        ("ChatCompletion", "conv-2", "user-1"),
+    ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,14 +40,22 @@ def _restore_logging() -> Iterator[None]:
 
 
 # Snippets of MCP servers need the MCP SDK 2, which needs OpenTelemetry API >= 1.28.
+ABOVE_FLOORS = ("mcp", "langfuse")  # the MCP SDK 2 and Langfuse's SDK need OTel API >= 1.28
 CASES = [
-    pytest.param(code, id=f"snippet{n}", marks=[pytest.mark.above_floors] if "mcp" in code else [])
+    pytest.param(
+        code,
+        id=f"snippet{n}",
+        marks=[pytest.mark.above_floors] if any(name in code for name in ABOVE_FLOORS) else [],
+    )
     for n, code in enumerate(SNIPPETS)
 ]
 
 
 @pytest.mark.parametrize("code", CASES)
 def test_snippet_runs(code: str) -> None:
+    if "Langfuse(" in code:  # it registers a global tracer provider: a process of its own
+        run_langfuse_snippet(code)
+        return
     namespace: dict[str, Any] = {"__name__": "readme_snippet"}
     exec(compile(code, str(README), "exec"), namespace)
     app = namespace.get("app")
@@ -80,3 +90,22 @@ def django_headers(settings: dict[str, Any]) -> set[str]:
     with override_settings(**settings):
         response = Client().get("/whoami/")
     return {name.lower() for name, _ in response.items()}
+
+
+def run_langfuse_snippet(code: str) -> None:
+    """The snippet, then its observed function called in a session, exporting to a receiver."""
+    from tests.otlp import receiver
+
+    check = code + "\nfrom session_mw import session\n"
+    check += 'with session("readme-1"):\n    answer("hi")\nlangfuse.flush()\n'
+    with receiver() as (url, received):
+        env = {
+            **os.environ,
+            "LANGFUSE_PUBLIC_KEY": "pk-lf-readme",
+            "LANGFUSE_SECRET_KEY": "sk-lf-readme",
+            "LANGFUSE_BASE_URL": url,
+        }
+        subprocess.run([sys.executable, "-c", check], env=env, check=True, timeout=60)
+    assert [(name, attributes.get("session.id")) for name, attributes in received.spans] == [
+        ("answer", "readme-1")
+    ]

@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -68,7 +69,11 @@ async def remote_model(client: httpx.AsyncClient, prompt: str, turn: int) -> str
     return str(response.json()["reply"])
 
 
-def create_app(provider: TracerProvider | None = None, model_url: str | None = None) -> FastAPI:
+def create_app(
+    provider: TracerProvider | None = None,
+    model_url: str | None = None,
+    user_id: Callable[[Any], object] | None = None,
+) -> FastAPI:
     provider = provider or tracer_provider("chat-gateway")
     tracer = provider.get_tracer("examples.fastapi_app")
     model_url = model_url or os.environ.get("MODEL_URL")
@@ -93,7 +98,7 @@ def create_app(provider: TracerProvider | None = None, model_url: str | None = N
         )
     # Added last, so outermost: it appends X-Session-Id to CORS's exposed headers. The cookie
     # carries the session for pages on this origin that never touch the header.
-    app.add_middleware(SessionMiddleware, cookie_name="chat_session")
+    app.add_middleware(SessionMiddleware, cookie_name="chat_session", user_id=user_id)
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import weakref
+
+from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from session_mw.scope import SESSION_ID, current_session
 
-__all__ = ["SessionSpanProcessor"]
+__all__ = ["SessionSpanProcessor", "add_session_processor"]
 
 
 class SessionSpanProcessor(SpanProcessor):
@@ -44,3 +47,31 @@ class SessionSpanProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+_with_processor: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+
+
+def add_session_processor(provider: object | None = None) -> TracerProvider:
+    """Put a :class:`SessionSpanProcessor` on ``provider``, or on the global tracer provider.
+
+    The one line for every setup, once the provider exists: Phoenix's ``register()``, the
+    provider Langfuse's client creates (and makes global) or is given, your own. A provider that
+    has one already is left as it is. Returns the provider.
+
+    ::
+
+        langfuse = Langfuse()
+        add_session_processor()  # the provider Langfuse uses: every observation gets session.id
+    """
+    target = trace.get_tracer_provider() if provider is None else provider
+    if not isinstance(target, TracerProvider):
+        raise TypeError(
+            f"{target!r} is not an OpenTelemetry SDK TracerProvider: pass the provider, or call "
+            "add_session_processor() after the one your backend sets up (Phoenix's register(), "
+            "Langfuse(), trace.set_tracer_provider(...))"
+        )
+    if target not in _with_processor:
+        target.add_span_processor(SessionSpanProcessor())
+        _with_processor.add(target)
+    return target
