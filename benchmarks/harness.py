@@ -43,14 +43,18 @@ def overheads(times: Mapping[str, list[float]], baseline: str) -> dict[str, floa
 
 
 def table(
-    title: str, times: Mapping[str, list[float]], baseline: str, reference: str
+    title: str,
+    times: Mapping[str, list[float]],
+    baseline: str,
+    reference: str,
+    unit: str = "request",
 ) -> tuple[str, dict[str, float]]:
     """A Markdown table of medians, overheads and overhead ratios against ``reference``."""
     extra = overheads(times, baseline)
     lines = [
         f"**{title}**",
         "",
-        "| variant | median us/request | overhead us | overhead vs " + reference + " |",
+        f"| variant | median us/{unit} | overhead us | overhead vs {reference} |",
         "|---|---:|---:|---:|",
         f"| {baseline} | {statistics.median(times[baseline]):.2f} | - | - |",
     ]
@@ -65,14 +69,14 @@ def table(
 Suites = dict[str, tuple[dict[str, Variant], str, str]]
 
 
-def main(description: str, suites: Callable[[], Suites]) -> None:
+def main(description: str, suites: Callable[[], Suites], unit: str = "request") -> None:
     """The command line of an overhead benchmark: every table of ``suites()``, interleaved."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument(f"--{unit}s", dest="n", type=int, default=2000)
     args = parser.parse_args()
     for title, (variants, baseline, reference) in suites().items():
-        times = interleaved(variants, rounds=args.rounds, n=args.requests)
-        text, _ = table(title, times, baseline, reference)
+        times = interleaved(variants, rounds=args.rounds, n=args.n)
+        text, _ = table(title, times, baseline, reference, unit)
         print(text, end="\n\n")
-    print(f"({args.rounds} interleaved rounds of {args.requests} requests; medians over rounds)")
+    print(f"({args.rounds} interleaved rounds of {args.n} {unit}s; medians over rounds)")

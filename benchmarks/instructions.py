@@ -38,20 +38,22 @@ def run_variant(kind: str, title: str, name: str, n: int) -> None:
     variants[name](n)
 
 
-def count(kind: str, title: str, name: str, n: int) -> int:
+def collected(command: list[str], stdin: str = "", env: dict[str, str] | None = None) -> int:
+    """The instructions ``python COMMAND`` executes under callgrind."""
     with tempfile.NamedTemporaryFile() as out:
         done = subprocess.run(
-            [
-                "valgrind", "--tool=callgrind", f"--callgrind-out-file={out.name}",
-                sys.executable, "-m", "benchmarks.instructions",
-                "--run", kind, title, name, str(n),
-            ],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out.name}",
+             sys.executable, *command],
+            cwd=ROOT, input=stdin, env=env, capture_output=True, text=True, check=True,
         )  # fmt: skip
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
         raise RuntimeError(f"callgrind printed no total:\n{done.stderr[-2000:]}")
     return int(found.group(1))
+
+
+def count(kind: str, title: str, name: str, n: int) -> int:
+    return collected(["-m", "benchmarks.instructions", "--run", kind, title, name, str(n)])
 
 
 def main() -> None:
@@ -73,16 +75,26 @@ def main() -> None:
                 name: (count(kind, title, name, n) - count(kind, title, name, 0)) / n
                 for name in variants
             }
-            over = {name: v - per_request[baseline] for name, v in per_request.items()}
-            print(f"**{title}** (instructions per request)\n")
-            print(f"| variant | instructions | overhead | overhead vs {reference} |")
-            print("|---|---:|---:|---:|")
-            for name in sorted(variants, key=lambda v: over[v]):
-                ratio = "-" if name == baseline else f"{over[name] / over[reference]:.2f}x"
-                extra = "-" if name == baseline else f"{over[name]:,.0f}"
-                print(f"| {name} | {per_request[name]:,.0f} | {extra} | {ratio} |")
-            print()
+            print(table(title, per_request, baseline, reference))
     print(f"(callgrind; {n} requests per variant after 200 warm-up requests)")
+
+
+def table(
+    title: str, per_request: dict[str, float], baseline: str, reference: str, unit: str = "request"
+) -> str:
+    """A Markdown table of instruction counts and overhead ratios against ``reference``."""
+    over = {name: v - per_request[baseline] for name, v in per_request.items()}
+    lines = [
+        f"**{title}** (instructions per {unit})",
+        "",
+        f"| variant | instructions | overhead | overhead vs {reference} |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in sorted(per_request, key=lambda v: over[v]):
+        ratio = "-" if name == baseline else f"{over[name] / over[reference]:.2f}x"
+        extra = "-" if name == baseline else f"{over[name]:,.0f}"
+        lines.append(f"| {name} | {per_request[name]:,.0f} | {extra} | {ratio} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

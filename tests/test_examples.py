@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,6 +69,47 @@ def test_fastapi_example_streams_and_groups_spans_by_session() -> None:
     assert chain["input.value"] == "hello"
     assert chain["output.value"] == "Turn 1: you said 'hello'."
     assert chain["http.route"] == "/chat"
+
+
+def spans_named(exporter: Any, name: str) -> list[Any]:
+    return [s for s in exporter.get_finished_spans() if s.name == name]
+
+
+def test_fastapi_example_summarises_a_conversation_in_a_celery_worker_in_its_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from celery.contrib.testing.worker import start_worker
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from starlette.testclient import TestClient
+
+    from examples.fastapi_app import tasks
+    from examples.fastapi_app.app import create_app as create_fastapi_app
+    from examples.fastapi_app.telemetry import tracer_provider
+    from tests.celery_app import QUICK
+
+    exporter = InMemorySpanExporter()
+    provider = tracer_provider("chat-worker", exporter)
+    monkeypatch.setattr(tasks, "tracer", lambda: provider.get_tracer("test"))
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    assert TestClient(create_fastapi_app(provider)).post("/summary").status_code == 404
+
+    client = TestClient(create_fastapi_app(provider, celery=tasks.celery_app))
+    headers = {"X-Session-Id": "conv-summary"}
+    for message in ["hello", "and then?"]:
+        client.post("/chat", json={"message": message}, headers=headers)
+    for key, value in QUICK.items():
+        monkeypatch.setitem(tasks.celery_app.conf, key, value)
+    with start_worker(tasks.celery_app, pool="solo", perform_ping_check=False):
+        accepted = client.post("/summary", headers=headers)
+        assert accepted.status_code == 202
+        assert accepted.headers["x-session-id"] == "conv-summary"
+        deadline = time.monotonic() + 30  # until the worker has run the task
+        while not (done := spans_named(exporter, "summarize-conversation")):
+            assert time.monotonic() < deadline, "the worker never ran the summary task"
+            time.sleep(0.01)
+    attributes = done[0].attributes or {}
+    assert attributes["session.id"] == "conv-summary"
+    assert attributes["output.value"] == "2 messages, the first: 'hello'"
 
 
 # The demo passes exclude_spans to FastAPIInstrumentor (opentelemetry-instrumentation-fastapi

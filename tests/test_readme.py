@@ -16,6 +16,8 @@ import structlog
 from flask import Flask
 from starlette.testclient import TestClient
 
+from session_mw import session
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 ID_HEADERS = ("x-session-id", "x-conversation-id")
 SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
@@ -63,6 +65,17 @@ def test_snippet_runs(code: str) -> None:
         response = app.test_client().get("/")
         headers = {name.lower() for name, _ in response.headers.items()}
         response.close()
+    elif app is not None and "install(app)" in code:  # Celery: the session reaches a worker
+        from celery.contrib.testing.worker import start_worker
+
+        from tests.celery_app import QUICK
+
+        app.conf.update(QUICK, broker_url="memory://", result_backend="cache+memory://")
+        app.conf.task_default_queue = "readme"  # its own queue on the in-process broker
+        with start_worker(app, pool="solo", perform_ping_check=False), session("readme-1"):
+            summary = namespace["summarize"].delay("turn 1").get(timeout=30)
+        assert summary == "summary of turn 1 in readme-1"
+        headers = {ID_HEADERS[0]}
     elif app is not None and "issue_ids=False" in code:
         # The app issues the ids (an MCP server): session-mw writes no header of its own.
         answer = TestClient(app).get("/", headers={"Mcp-Session-Id": "readme-1"})

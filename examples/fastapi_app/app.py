@@ -7,6 +7,8 @@ Run it with ``scripts/example fastapi`` (port 8000), then::
 Spans go to the console, or to Phoenix when ``PHOENIX_COLLECTOR_ENDPOINT`` (or any collector when
 ``OTEL_EXPORTER_OTLP_ENDPOINT``) is set. With ``MODEL_URL`` set, the model runs in a second
 service (``model_service.py``) reached over HTTP; the session goes along in ``X-Session-Id``.
+With ``CELERY_BROKER_URL`` set, ``POST /summary`` has a Celery worker summarise the conversation
+(``tasks.py``), in the conversation's session.
 
 The chat page, ``static/chat.html``, is served at ``/``: there the browser keeps the session in
 the ``chat_session`` cookie, with no script needed. ``CHAT_ALLOWED_ORIGINS`` (comma-separated)
@@ -21,7 +23,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI
@@ -34,6 +36,9 @@ from pydantic import BaseModel
 from examples.fastapi_app.telemetry import tracer_provider
 from session_mw import SessionMiddleware, current_session
 from session_mw.clients import httpx_async_event_hooks
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 CHAT_PAGE = Path(__file__).parent / "static" / "chat.html"
 
@@ -73,12 +78,16 @@ def create_app(
     provider: TracerProvider | None = None,
     model_url: str | None = None,
     user_id: Callable[[Any], object] | None = None,
+    celery: Celery | None = None,
 ) -> FastAPI:
     provider = provider or tracer_provider("chat-gateway")
+    if celery is None and os.environ.get("CELERY_BROKER_URL"):
+        # Imported only when used: the demo needs neither Celery nor a broker.
+        from examples.fastapi_app.tasks import celery_app as celery  # noqa: PLC0415
     tracer = provider.get_tracer("examples.fastapi_app")
     model_url = model_url or os.environ.get("MODEL_URL")
     client = httpx.AsyncClient(base_url=model_url or "", event_hooks=httpx_async_event_hooks())
-    turns: dict[str, int] = {}  # turns so far per conversation; a real app keeps the history
+    history: dict[str, list[str]] = {}  # the user's messages so far, per conversation
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -108,7 +117,9 @@ def create_app(
     async def chat(turn: Turn) -> StreamingResponse:
         session = current_session()
         assert session is not None  # the middleware opened it before this endpoint ran
-        number = turns[session.id] = turns.get(session.id, 0) + 1
+        messages = history.setdefault(session.id, [])
+        messages.append(turn.message)
+        number = len(messages)
 
         async def events() -> AsyncIterator[str]:
             # The session stays open while this streams: these spans are in it.
@@ -127,6 +138,20 @@ def create_app(
             yield "event: done\ndata: {}\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+    if celery is not None:
+        worker = celery
+
+        @app.post("/summary", status_code=202)
+        async def summary() -> dict[str, str]:
+            session = current_session()
+            assert session is not None
+            # Published in the session (asyncio.to_thread copies the context): the worker's
+            # spans join the conversation's.
+            result = await asyncio.to_thread(
+                worker.send_task, "chat.summarize", args=[history.get(session.id, [])]
+            )
+            return {"task_id": str(result.id)}
 
     return app
 
