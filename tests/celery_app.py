@@ -13,9 +13,13 @@ from typing import Any
 from celery import Celery, Task, chain, group
 from celery.result import GroupResult
 from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from session_mw import current_session
+from session_mw import SessionIdFilter, current_session, inject_headers
 from session_mw.celery import install
+from session_mw.otel import SessionSpanProcessor
 
 #: For every in-process test app: the memory broker polls for messages, at its default once a
 #: second; and Celery 5.3 and 5.4 warn at every worker start unless told what Celery 6 does.
@@ -34,6 +38,11 @@ install(app)
 install(app)  # a second call changes nothing
 
 logger = logging.getLogger("tests.celery_app")
+#: The worker's tracing, as an app sets it up: every span it starts gets the session.
+tracing = TracerProvider()
+tracing.add_span_processor(SessionSpanProcessor())
+spans = InMemorySpanExporter()
+tracing.add_span_processor(SimpleSpanProcessor(spans))
 
 
 @app.task
@@ -46,6 +55,21 @@ def whoami() -> dict[str, Any] | None:
         "id": opened.id,
         "attributes": dict(opened.attributes),
         "otel": otel_context.get_value("session.id"),
+    }
+
+
+@app.task
+def observed() -> dict[str, Any]:
+    """What the rest of session-mw sees in a task: a log record, outgoing headers, a span."""
+    record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, "in a task", (), None)
+    SessionIdFilter().filter(record)
+    with tracing.get_tracer(__name__).start_as_current_span("task-work"):
+        pass
+    span = spans.get_finished_spans()[-1].attributes or {}
+    return {
+        "log": logging.Formatter("%(session_id)s").format(record),
+        "headers": inject_headers({}),
+        "span": span.get("session.id"),
     }
 
 

@@ -28,7 +28,17 @@ from starlette.concurrency import run_in_threadpool
 
 from session_mw import current_session, session
 from session_mw.celery import install
-from tests.celery_app import QUICK, app, fails, retried, spawn, spawn_chain, spawn_group, whoami
+from tests.celery_app import (
+    QUICK,
+    app,
+    fails,
+    observed,
+    retried,
+    spawn,
+    spawn_chain,
+    spawn_group,
+    whoami,
+)
 from tests.servers import ROOT, free_port
 
 TIMEOUT = 30
@@ -55,6 +65,13 @@ def test_a_task_runs_in_the_session_that_published_it() -> None:
         "id": "conv-1",
         "attributes": {"celery.task.name": "tests.celery_app.whoami", "celery.task.id": result.id},
         "otel": "conv-1",  # OpenInference spans in the task group by it
+    }
+    with session("conv-1"):
+        everything = observed.delay()
+    assert everything.get(timeout=TIMEOUT) == {
+        "log": "conv-1",  # SessionIdFilter
+        "headers": {"X-Session-Id": "conv-1"},  # inject_headers
+        "span": "conv-1",  # SessionSpanProcessor
     }
 
 
@@ -220,6 +237,7 @@ def test_a_real_worker_process(pool: str) -> None:
             with session("conv-real"):  # what the worker publishes itself, and a retry
                 grouped = client.send_task("tests.celery_app.spawn_group")
                 retry = client.send_task("tests.celery_app.retried")
+                everything = client.send_task("tests.celery_app.observed")
             for expected, result in published:
                 seen = result.get(timeout=60)
                 assert (None if seen is None else seen["id"]) == expected
@@ -227,6 +245,9 @@ def test_a_real_worker_process(pool: str) -> None:
             members = [client.AsyncResult(m).get(timeout=60) for m in grouped.get(timeout=60)]
             assert [m["id"] for m in members] == ["conv-real", "conv-real"]
             assert retry.get(timeout=60)["id"] == "conv-real"
+            seen = everything.get(timeout=60)
+            assert (seen["log"], seen["span"]) == ("conv-real", "conv-real")
+            assert seen["headers"] == {"X-Session-Id": "conv-real"}
         finally:
             worker.terminate()
             _, errors = worker.communicate(timeout=60)
