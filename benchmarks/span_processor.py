@@ -1,76 +1,148 @@
-"""What SessionSpanProcessor adds to the OpenTelemetry SDK's span start+end, in one run.
+"""What SessionSpanProcessor adds to a span's start and end, in one run.
 
     python -m benchmarks.span_processor [--rounds 21] [--spans 5000]
+    python -m benchmarks.span_processor --instructions [5000]   # callgrind
 
-Spans are started and ended on an SDK TracerProvider with no exporter (the cost measured is the
-SDK's own bookkeeping plus the processor), inside a session opened by the ASGI adapter's path
-(``url.path``, ``http.request.method``, ``http.route``) and outside any session.
+Two set-ups, each with and without the processor: the OpenTelemetry SDK alone (a TracerProvider
+with no other processor: the SDK's bookkeeping only), and a pipeline as deployed (a
+``BatchSpanProcessor`` whose exporter drops what it is given, spans started with the five
+attributes an OpenInference LLM instrumentation starts them with). Inside a session opened with
+the ASGI adapter's attributes (``url.path``, ``http.request.method``, ``http.route``) and outside
+any session. The share is the processor's added cost over the set-up's own per-span cost.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from benchmarks.harness import interleaved
+from benchmarks.instructions import collected
 from session_mw import session
 from session_mw.otel import SessionSpanProcessor
 
 ATTRIBUTES = {"url.path": "/chat/42", "http.request.method": "POST", "http.route": "/chat/{cid}"}
+# What an OpenInference LLM instrumentation starts a span with.
+LLM = {
+    "openinference.span.kind": "LLM",
+    "llm.model_name": "gpt-4o-mini",
+    "llm.provider": "openai",
+    "input.value": '{"messages": [{"role": "user", "content": "hi"}]}',
+    "input.mime_type": "application/json",
+}
+SETUPS = ("SDK alone", "deployed pipeline")
+PLACES = ("in a session", "no session")
 
 
-def runner(with_processor: bool, in_session: bool) -> Callable[[int], float]:
+class Dropping(SpanExporter):
+    """An exporter that sends nothing anywhere: the pipeline's cost without the network."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def runner(setup: str, with_processor: bool, in_session: bool) -> Callable[[int], float]:
     provider = TracerProvider()
-    if with_processor:
+    if with_processor:  # first, as the README puts it: before the exporting processor
         provider.add_span_processor(SessionSpanProcessor())
+    attributes = {"llm.model_name": "m"}
+    if setup == "deployed pipeline":
+        provider.add_span_processor(BatchSpanProcessor(Dropping()))
+        attributes = LLM
     tracer = provider.get_tracer("bench")
 
-    def many(n: int) -> float:
-        with session("chat-42", attributes=ATTRIBUTES if in_session else None):
-            start = time.perf_counter()
-            for _ in range(n):
-                tracer.start_span("llm", attributes={"llm.model_name": "m"}).end()
-            return time.perf_counter() - start
-
-    def outside(n: int) -> float:
+    def spans(n: int) -> float:
         start = time.perf_counter()
         for _ in range(n):
-            tracer.start_span("llm", attributes={"llm.model_name": "m"}).end()
+            tracer.start_span("llm", attributes=attributes).end()
         return time.perf_counter() - start
 
-    return many if in_session else outside
+    def many(n: int) -> float:
+        if not in_session:
+            return spans(n)
+        with session("chat-42", attributes=ATTRIBUTES):
+            return spans(n)
+
+    return many
+
+
+def name(setup: str, with_processor: bool, where: str) -> str:
+    return f"{setup}{' + SessionSpanProcessor' if with_processor else ''}, {where}"
+
+
+def variants() -> dict[str, Callable[[int], float]]:
+    return {
+        name(setup, with_processor, where): runner(setup, with_processor, where == PLACES[0])
+        for setup in SETUPS
+        for with_processor in (False, True)
+        for where in PLACES
+    }
+
+
+def table(per_span: dict[str, float], added: dict[str, float], unit: str) -> None:
+    """``added``: per variant with the processor, what it costs over the same set-up without."""
+    print(f"| spans | {unit} per span (start+end) | added by the processor | share |")
+    print("|---|---:|---:|---:|")
+    for setup in SETUPS:
+        for where in PLACES:
+            base, with_it = per_span[name(setup, False, where)], per_span[name(setup, True, where)]
+            fmt = "{:,.0f}" if unit == "instructions" else "{:.2f}"
+            extra = added[name(setup, True, where)]
+            print(f"| {name(setup, False, where)} | {fmt.format(base)} | - | - |")
+            print(
+                f"| {name(setup, True, where)} | {fmt.format(with_it)} "
+                f"| {fmt.format(extra)} | {extra / base:.1%} |"
+            )
+
+
+def instructions(n: int) -> None:
+    """Each variant under callgrind, after 500 warm-up spans: with 0 and with n more."""
+    per_span = {}
+    for variant in variants():
+        command = ["-m", "benchmarks.span_processor", "--run", variant]
+        runs = [collected([*command, str(spans)]) for spans in (n, 0)]
+        per_span[variant] = (runs[0] - runs[1]) / n
+    added = {
+        name(setup, True, where): per_span[name(setup, True, where)]
+        - per_span[name(setup, False, where)]
+        for setup in SETUPS
+        for where in PLACES
+    }
+    table(per_span, added, "instructions")
+    print(f"\n(callgrind; {n} spans per variant after 500 warm-up spans)")
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--run"]:  # one variant, for callgrind
+        many = variants()[sys.argv[2]]
+        many(500)
+        many(int(sys.argv[3]))
+        return
+    if sys.argv[1:2] == ["--instructions"]:
+        instructions(int(sys.argv[2]) if len(sys.argv) > 2 else 5000)
+        return
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--spans", type=int, default=5000)
     args = parser.parse_args()
-    variants = {
-        "SDK alone, in a session": runner(False, True),
-        "SDK + SessionSpanProcessor, in a session": runner(True, True),
-        "SDK alone, no session": runner(False, False),
-        "SDK + SessionSpanProcessor, no session": runner(True, False),
-    }
-    times = interleaved(variants, rounds=args.rounds, n=args.spans)
-    print(
-        "| spans | median us/span (start+end) | added by the processor | share of the SDK's cost |"
-    )
-    print("|---|---:|---:|---:|")
-    for where in ("in a session", "no session"):
-        bare = times[f"SDK alone, {where}"]
-        with_it = times[f"SDK + SessionSpanProcessor, {where}"]
-        added = statistics.median(w - b for w, b in zip(with_it, bare, strict=True))
-        base = statistics.median(bare)
-        print(f"| SDK alone, {where} | {base:.2f} | - | - |")
-        print(
-            f"| SDK + SessionSpanProcessor, {where} | {statistics.median(with_it):.2f} "
-            f"| {added:.2f} | {added / base:.1%} |"
+    times = interleaved(variants(), rounds=args.rounds, n=args.spans)
+    added = {  # the median over rounds of the difference within each round
+        name(setup, True, where): statistics.median(
+            w - b
+            for w, b in zip(
+                times[name(setup, True, where)], times[name(setup, False, where)], strict=True
+            )
         )
+        for setup in SETUPS
+        for where in PLACES
+    }
+    table({variant: statistics.median(t) for variant, t in times.items()}, added, "median us")
     print(f"\n({args.rounds} interleaved rounds of {args.spans} spans; medians over rounds)")
 
 

@@ -270,3 +270,12 @@ def test_metadata_of_non_string_values_and_of_repeated_requests() -> None:
         assert otel_context.get_value("metadata") != first
     with session("s3", attributes={"url.path": "/chat"}):
         assert otel_context.get_value("metadata") == first == '{"url.path":"/chat"}'
+
+
+def test_the_cache_of_encoded_metadata_stays_bounded() -> None:
+    from session_mw import scope
+
+    for n in range(scope._ENCODED_MAX + 10):  # a path per conversation: a miss each
+        with session("s", attributes={"url.path": f"/threads/{n}"}):
+            assert otel_context.get_value("metadata") == f'{{"url.path":"/threads/{n}"}}'
+    assert 0 < len(scope._encoded) <= scope._ENCODED_MAX

@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from functools import lru_cache
 from json.encoder import encode_basestring
 
 from opentelemetry import context as otel_context
@@ -147,11 +146,20 @@ def _metadata(attributes: Mapping[str, AttributeValue], existing: object) -> str
             return existing  # not ours to rewrite: never clobber it
         return json.dumps({**attributes, **earlier})  # what was set before wins
     items = tuple(attributes.items())
-    # Only all-string attributes (what the adapters set) go through the cache: as keys, 1, 1.0 and
-    # True are equal, and lists cannot be keys at all. (map and set run in C: no per-item frame.)
-    if set(map(type, attributes.values())) == _ONLY_STR:
-        return _encode_cached(items)
-    return _encode(items)
+    try:
+        # A hit needs every value equal to a cached all-string value, hence a string: 1, 1.0
+        # and True (equal as keys, encoded differently) never hit. A plain dict, not lru_cache
+        # behind a type check: 3,900 instructions less per request (benchmarks.instructions).
+        cached = _encoded.get(items)
+    except TypeError:  # a list value: not hashable, never cached
+        return _encode(items)
+    if cached is None:
+        cached = _encode(items)
+        if all(type(value) is str for _, value in items):
+            if len(_encoded) >= _ENCODED_MAX:  # bounded: paths carrying ids cost a miss each
+                _encoded.clear()
+            _encoded[items] = cached
+    return cached
 
 
 def _encode(items: tuple[tuple[str, AttributeValue], ...]) -> str:
@@ -169,10 +177,9 @@ def _encode(items: tuple[tuple[str, AttributeValue], ...]) -> str:
     )
 
 
-_ONLY_STR = {str}
-# Most requests of a service repeat a few (path, method) pairs: encode each once. Bounded, so that
-# paths carrying ids cost a cache miss each, never memory.
-_encode_cached = lru_cache(maxsize=1024)(_encode)
+# Most requests of a service repeat a few (path, method) pairs: each is encoded once.
+_ENCODED_MAX = 1024
+_encoded: dict[tuple[tuple[str, AttributeValue], ...], str] = {}
 
 
 def mark_current_span(opened: Session) -> None:
