@@ -31,14 +31,17 @@ def running(
     env: Mapping[str, str] | None = None,
     prefix: Sequence[str] = (),
     log: IO[str] | None = None,
+    program: bool = False,
 ) -> Iterator[str]:
     """Run ``python -m <args>`` from the repository root until the port answers; yield its URL.
 
-    ``prefix`` goes before the interpreter (``taskset -c 0``, say). The server's output goes to
-    ``log`` when given (for tests that read it; a pipe nobody reads could fill and block it)."""
+    ``prefix`` goes before the interpreter (``taskset -c 0``, say); with ``program``, ``args``
+    is the whole command line of a server that is no Python module (Debian's redis-server). The
+    server's output goes to ``log`` when given (for tests that read it; a pipe nobody reads could
+    fill and block it)."""
     env = {**(os.environ if env is None else env), "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        [*prefix, sys.executable, "-m", *args],
+        list(args) if program else [*prefix, sys.executable, "-m", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE if log is None else log,

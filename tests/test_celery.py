@@ -9,10 +9,8 @@ import contextvars
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -39,7 +37,7 @@ from tests.celery_app import (
     spawn_group,
     whoami,
 )
-from tests.servers import ROOT, free_port
+from tests.servers import ROOT, free_port, running
 
 TIMEOUT = 30
 
@@ -195,21 +193,8 @@ def redis() -> Iterator[str]:
         pytest.fail(f"no redis-server at {REDIS}: apt-get install redis-server")
     port = free_port()
     args = [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("redis-server did not listen") from None
-                time.sleep(0.05)
+    with running(args, port, program=True):
         yield f"redis://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.mark.redis
