@@ -32,7 +32,6 @@ _RESPONSE_STARTS = frozenset(
     {"http.response.start", "websocket.accept", "websocket.http.response.start"}
 )
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
-_SECURE = frozenset({"https", "wss"})
 
 
 class SessionMiddleware:
@@ -104,13 +103,12 @@ class SessionMiddleware:
             id_header = raw
         else:
             id_header = session_id.encode()
-        https = names.cookie is not None and scope.get("scheme") in _SECURE
 
         # A plain function returning send's awaitable: no extra coroutine frame per message.
         def send_with_session_id(message: Message) -> Awaitable[None]:
             if message["type"] in _RESPONSE_STARTS:
                 message["headers"] = names.response_headers(
-                    message.get("headers", ()), id_header, cors, https
+                    message.get("headers", ()), id_header, cors, scope
                 )
             return send(message)
 

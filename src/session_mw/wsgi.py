@@ -77,7 +77,6 @@ class SessionMiddleware:
         names = self._names
         cors = "HTTP_ORIGIN" in environ
         echoed = session_id if policy.issue_ids else None  # else the app writes the header
-        https = names.cookie is not None and environ.get("wsgi.url_scheme") == "https"
 
         opened_session = None
         if session_id is not None:
@@ -98,7 +97,7 @@ class SessionMiddleware:
             if opened_session is not None:
                 mark_current_span(opened_session)
             return start_response(
-                status, names.response_headers(headers, echoed, cors, https), exc_info
+                status, names.response_headers(headers, echoed, cors, environ), exc_info
             )
 
         if opened_session is None:  # issue_ids=False and no usable id: no session, as without us
