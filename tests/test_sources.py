@@ -150,6 +150,24 @@ def test_routes_without_the_parameter_fall_back_to_header_cookie_new_id(make: Fa
 
 
 @ADAPTERS
+def test_apps_without_either_option_behave_as_before(
+    make: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    early: list[object] = []  # the path parameter's match before the app: must not run
+    monkeypatch.setattr("session_mw.asgi.match_route", lambda *args: early.append(args))
+    monkeypatch.setattr("session_mw.wsgi.match_rule", lambda *args: early.append(args))
+    app = make({})
+    path = f"/threads/{THREAD}"
+    route = "/threads/<thread_id>" if isinstance(app, Flask) else "/threads/{thread_id}"
+    assert fetch(app, path, {"X-Session-Id": SID}).seen == f"{SID} {route}"
+    answer = fetch(app, path, {"Cookie": f"sid={THREAD}; session_id={THREAD}"})
+    (new,) = answer.ids  # neither the path nor a cookie: a new id, and no cookie of ours
+    assert uuid.UUID(new).version == 4
+    assert [cookie.split(";")[0] for cookie in answer.cookies] == ["theme=dark"]
+    assert early == []
+
+
+@ADAPTERS
 @pytest.mark.parametrize(
     "value",
     ["a%20b", "caf%C3%A9", "%E2%80%AE", "x" * 129, "a%0Ab"],
