@@ -140,7 +140,7 @@ def create_app(
         return StreamingResponse(events(), media_type="text/event-stream")
 
     if celery is not None:
-        worker = celery
+        publisher = celery  # bound for the closure: the type checker narrows it
 
         @app.post("/summary", status_code=202)
         async def summary() -> dict[str, str]:
@@ -149,7 +149,7 @@ def create_app(
             # Published in the session (asyncio.to_thread copies the context): the worker's
             # spans join the conversation's.
             result = await asyncio.to_thread(
-                worker.send_task, "chat.summarize", args=[history.get(session.id, [])]
+                publisher.send_task, "chat.summarize", args=[history.get(session.id, [])]
             )
             return {"task_id": str(result.id)}
 
