@@ -84,7 +84,13 @@ def collect(phoenix: str, resource: str, project: str = PROJECT) -> list[dict[st
     cursor = None
     while True:
         params = {"limit": 100, **({"cursor": cursor} if cursor else {})}
-        body = httpx.get(f"{phoenix}/v1/projects/{project}/{resource}", params=params).json()
+        response = httpx.get(f"{phoenix}/v1/projects/{project}/{resource}", params=params)
+        if response.status_code == 404 and not items:
+            # Phoenix makes a project when it stores the project's first span, after the export
+            # returned: until then the project holds nothing, which the callers wait out.
+            return items
+        response.raise_for_status()
+        body = response.json()
         items += body["data"]
         cursor = body.get("next_cursor")
         if not cursor:
@@ -178,14 +184,17 @@ def test_each_mcp_client_session_is_one_phoenix_session(phoenix: str, tmp_path: 
         calls = asyncio.run(two_clients(f"{url}/mcp"))
     ids = [first for first, _ in calls]
     assert len(set(ids)) == 2
+    # Phoenix stores each export batch on its own: wait for every span the checks below name
+    # (per client: three tool calls, the chat span and its fake-llm), not only the last ones.
     spans: list[dict[str, Any]] = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        spans = [s for s in collect(phoenix, "spans", project) if s["name"] == "fake-llm"]
-        if len(spans) >= 2:
+        spans = collect(phoenix, "spans", project)
+        names = [s["name"] for s in spans]
+        tool_calls = sum(n.startswith("tools/call") for n in names)
+        if tool_calls >= 6 and names.count("chat") >= 2 and names.count("fake-llm") >= 2:
             break
         time.sleep(0.5)
-    spans = collect(phoenix, "spans", project)
     traces_by_session: dict[str, set[str]] = defaultdict(set)
     names_by_session: dict[str, list[str]] = defaultdict(list)
     for span in spans:
