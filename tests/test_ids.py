@@ -3,6 +3,8 @@ from __future__ import annotations
 import logging
 import re
 import string
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -20,6 +22,49 @@ def test_generated_ids_are_uuid4_strings_and_unique() -> None:
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
         assert is_valid_id(value)
+
+
+def test_every_random_digit_takes_every_value() -> None:
+    # The 30 random digits of 3000 ids: each position sees all 16 hex values (all four variant
+    # values at the variant digit), so no digit is copied from the wrong place or left fixed.
+    ids = [generate_id() for _ in range(3000)]
+    for position in range(36):
+        seen = {value[position] for value in ids}
+        if position in {8, 13, 18, 23}:
+            assert seen == {"-"}
+        elif position == 14:
+            assert seen == {"4"}
+        elif position == 19:
+            assert seen == set("89ab")
+        else:
+            assert seen == set(string.hexdigits.lower()), position
+
+
+FORKED = """
+import os, sys
+from session_mw.ids import generate_id, _BATCH
+
+first = generate_id()  # fills the pool: this process holds _BATCH - 1 ids not handed out yet
+read, write = os.pipe()
+child = os.fork()
+if child == 0:
+    os.write(write, " ".join(generate_id() for _ in range(_BATCH)).encode())
+    os._exit(0)
+os.close(write)
+with os.fdopen(read) as pipe:
+    in_child = pipe.read().split()
+os.waitpid(child, 0)
+in_parent = [first] + [generate_id() for _ in range(_BATCH)]
+print(len(in_child), len(set(in_child) & set(in_parent)))
+"""
+
+
+def test_a_forked_process_never_draws_its_parents_ids() -> None:
+    # gunicorn and Celery prefork workers are forked from a master that may have made ids.
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split() == ["256", "0"], done.stderr
 
 
 def test_threads_never_share_an_id() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import logging
 import os
 import re
@@ -29,17 +30,34 @@ _VALID = re.compile(r"[A-Za-z0-9\-_.:@+=/]{1,128}")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 _BATCH = 256
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 _pool: list[str] = []
+# A forked child (gunicorn and Celery prefork workers, multiprocessing) starts with a copy of its
+# parent's pool: drawing from it would give two processes the same ids, two conversations one
+# session.
+os.register_at_fork(after_in_child=_pool.clear)
+
+# The 36-character form, one id per 37-byte line: where each of the 32 hex digits of an id goes
+# (after the dashes), the version digit (a 4) and the variant digit (8, 9, a or b).
+_LINE = 37
+_COLUMNS = [
+    digit + (digit >= 8) + (digit >= 12) + (digit >= 16) + (digit >= 20) for digit in range(32)
+]
+_VERSION, _VARIANT = 14, 19
+_TO_VARIANT = bytes.maketrans(b"0123456789abcdef", b"89ab" * 4)
+_DASHES = b"-" * (_LINE * _BATCH)
 
 
 def _uuid4_batch() -> list[str]:
-    h = os.urandom(16 * _BATCH).hex()
-    return [
-        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
-        f"{_VARIANT[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
-        for i in range(0, 32 * _BATCH, 32)
-    ]
+    digits = binascii.hexlify(os.urandom(16 * _BATCH))
+    lines = bytearray(_DASHES)
+    # Column by column over the whole batch, in C: a slice per id and an f-string cost 7,600
+    # instructions per id, these strided copies 1,700 (benchmarks.instructions, generated ids).
+    for digit, column in enumerate(_COLUMNS):
+        lines[column::_LINE] = digits[digit::32]
+    lines[_VERSION::_LINE] = b"4" * _BATCH
+    lines[_VARIANT::_LINE] = digits[16::32].translate(_TO_VARIANT)
+    lines[_LINE - 1 :: _LINE] = b"\n" * _BATCH
+    return lines.decode("ascii").split()
 
 
 def generate_id() -> str:
