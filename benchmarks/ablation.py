@@ -1,0 +1,145 @@
+"""What session-mw's guarantees cost: a request with the header, with them taken out one by one.
+
+    python -m benchmarks.ablation [--requests 2000]
+
+Copies ``src/session_mw`` to a temporary directory, takes the guarantees the hand-written
+``using_session`` middleware lacks out of the copy one at a time (each step keeps the ones
+before), and counts each copy's instructions per request under callgrind, as
+``benchmarks.instructions`` does: through the ASGI adapter beside the hand-written middleware,
+and through the Flask extension beside flask-log-request-id. The copies are for measuring only:
+each step breaks what the tests check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from benchmarks.instructions import ROOT, collected
+
+# (kind, suite title, bare variant, session-mw's variant, the peer it is compared with)
+SUITES = [
+    (
+        "asgi",
+        "with an incoming X-Session-Id header",
+        "bare app",
+        "session-mw",
+        "using_session (hand-written)",
+    ),
+    (
+        "wsgi",
+        "Flask, with an incoming X-Session-Id header",
+        "bare Flask app",
+        "session-mw (Flask extension)",
+        "flask-log-request-id",
+    ),
+]
+
+# (what goes, [(file, text in main, text in the copy)]), applied cumulatively.
+STEPS: list[tuple[str, list[tuple[str, str, str]]]] = [
+    (
+        "validation of the incoming id",
+        [
+            (
+                name,
+                "session_id = policy.choose(incoming, where)",
+                "session_id = incoming if incoming is not None else policy.generate()",
+            )
+            for name in ("asgi.py", "wsgi.py")
+        ],
+    ),
+    (
+        "exactly one session header (the look for the app's own)",
+        [
+            (
+                "headers.py",
+                "                for name, _ in copied:\n"
+                "                    if name.lower() == key:\n"
+                "                        return copied  # the app wrote the header: see below\n",
+                "",
+            )
+        ],
+    ),
+    (
+        "the metadata JSON in the OTel context",
+        [
+            (
+                "scope.py",
+                "        values[METADATA] = _metadata(attributes, before.get(METADATA))\n",
+                "",
+            )
+        ],
+    ),
+    (
+        "session-mw's own ContextVar",
+        [
+            ("scope.py", "_current.set(opened), otel_context", "None, otel_context"),
+            ("scope.py", "        _current.reset(token)", "        pass"),
+        ],
+    ),
+    (
+        "the late http.route",
+        [
+            ("asgi.py", "route if matched is None else None),", "None),"),
+            ("wsgi.py", "None if matched is not None else lambda: _route(environ)", "None"),
+        ],
+    ),
+]
+
+
+def ablated(target: Path, steps: int) -> Path:
+    """A copy of the package at ``target`` with the first ``steps`` steps applied."""
+    package = target / "session_mw"
+    shutil.copytree(
+        ROOT / "src" / "session_mw", package, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for _, edits in STEPS[:steps]:
+        for name, old, new in edits:
+            source = package / name
+            text = source.read_text()
+            if text.count(old) != 1:  # the code moved on: update the step, never measure a guess
+                raise RuntimeError(f"{name} no longer holds exactly one {old!r}")
+            source.write_text(text.replace(old, new))
+    return target
+
+
+def per_request(kind: str, title: str, variant: str, n: int, path: Path) -> float:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(path), str(ROOT)])}
+
+    def count(requests: int) -> int:
+        command = ["-m", "benchmarks.instructions", "--run", kind, title, variant, str(requests)]
+        return collected(command, env=env)
+
+    return (count(n) - count(0)) / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    n = parser.parse_args().requests
+    with tempfile.TemporaryDirectory() as workdir:
+        copies = [ablated(Path(workdir) / str(steps), steps) for steps in range(len(STEPS) + 1)]
+        for kind, title, bare_app, ours, peer in SUITES:
+            bare = per_request(kind, title, bare_app, n, copies[0])
+            theirs = per_request(kind, title, peer, n, copies[0]) - bare
+            overheads = [per_request(kind, title, ours, n, copy) - bare for copy in copies]
+            lines = [
+                f"**{title}, guarantees taken out one by one** (instructions per request)",
+                "",
+                f"| variant | overhead | vs {peer} | the step saves |",
+                "|---|---:|---:|---:|",
+                f"| {peer} | {theirs:,.0f} | 1.00x | - |",
+            ]
+            for steps, overhead in enumerate(overheads):
+                name = ours if steps == 0 else f"... without {STEPS[steps - 1][0]}"
+                saved = "-" if steps == 0 else f"{overheads[steps - 1] - overhead:,.0f}"
+                lines.append(f"| {name} | {overhead:,.0f} | {overhead / theirs:.2f}x | {saved} |")
+            print("\n".join(lines) + "\n", flush=True)
+    print(f"(callgrind; {n} requests per variant after 200 warm-up requests)")
+
+
+if __name__ == "__main__":
+    main()
