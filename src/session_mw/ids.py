@@ -33,8 +33,9 @@ _BATCH = 256
 _pool: list[str] = []
 # A forked child (gunicorn and Celery prefork workers, multiprocessing) starts with a copy of its
 # parent's pool: drawing from it would give two processes the same ids, two conversations one
-# session.
-os.register_at_fork(after_in_child=_pool.clear)
+# session. (Windows has no fork, and no register_at_fork.)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pool.clear)
 
 # The 36-character form, one id per 37-byte line: where each of the 32 hex digits of an id goes
 # (after the dashes), the version digit (a 4) and the variant digit (8, 9, a or b).
