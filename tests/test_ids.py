@@ -41,7 +41,7 @@ def test_every_random_digit_takes_every_value() -> None:
 
 
 FORKED = """
-import os, sys
+import os
 from session_mw.ids import generate_id, _BATCH
 
 first = generate_id()  # fills the pool: this process holds _BATCH - 1 ids not handed out yet
