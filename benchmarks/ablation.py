@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from benchmarks.instructions import ROOT, collected
+from benchmarks.instructions import ROOT, per_request
 
 # (kind, suite title, bare variant, session-mw's variant, the peer it is compared with)
 SUITES = [
@@ -106,14 +106,10 @@ def ablated(target: Path, steps: int) -> Path:
     return target
 
 
-def per_request(kind: str, title: str, variant: str, n: int, path: Path) -> float:
+def counted(kind: str, title: str, variant: str, n: int, path: Path) -> float:
+    """``per_request`` with the package copy at ``path`` imported instead of ``src``."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(path), str(ROOT)])}
-
-    def count(requests: int) -> int:
-        command = ["-m", "benchmarks.instructions", "--run", kind, title, variant, str(requests)]
-        return collected(command, env=env)
-
-    return (count(n) - count(0)) / n
+    return per_request(kind, title, variant, n, env)
 
 
 def main() -> None:
@@ -123,9 +119,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         copies = [ablated(Path(workdir) / str(steps), steps) for steps in range(len(STEPS) + 1)]
         for kind, title, bare_app, ours, peer in SUITES:
-            bare = per_request(kind, title, bare_app, n, copies[0])
-            theirs = per_request(kind, title, peer, n, copies[0]) - bare
-            overheads = [per_request(kind, title, ours, n, copy) - bare for copy in copies]
+            bare = counted(kind, title, bare_app, n, copies[0])
+            theirs = counted(kind, title, peer, n, copies[0]) - bare
+            overheads = [counted(kind, title, ours, n, copy) - bare for copy in copies]
             lines = [
                 f"**{title}, guarantees taken out one by one** (instructions per request)",
                 "",

@@ -56,8 +56,16 @@ def collected(command: list[str], stdin: str = "", env: dict[str, str] | None = 
     return int(found.group(1))
 
 
-def count(kind: str, title: str, name: str, n: int) -> int:
-    return collected(["-m", "benchmarks.instructions", "--run", kind, title, name, str(n)])
+def per_request(
+    kind: str, title: str, name: str, n: int, env: dict[str, str] | None = None
+) -> float:
+    """One variant's instructions per request: N requests' count minus no request's, over N."""
+
+    def count(requests: int) -> int:
+        command = ["-m", "benchmarks.instructions", "--run", kind, title, name, str(requests)]
+        return collected(command, env=env)
+
+    return (count(n) - count(0)) / n
 
 
 def main() -> None:
@@ -75,29 +83,26 @@ def main() -> None:
     n = args.requests
     for kind in args.kinds or list(MODULES):
         for title, (variants, baseline, reference) in suites(kind).items():
-            per_request = {
-                name: (count(kind, title, name, n) - count(kind, title, name, 0)) / n
-                for name in variants
-            }
-            print(table(title, per_request, baseline, reference))
+            counts = {name: per_request(kind, title, name, n) for name in variants}
+            print(table(title, counts, baseline, reference))
     print(f"(callgrind; {n} requests per variant after 200 warm-up requests)")
 
 
 def table(
-    title: str, per_request: dict[str, float], baseline: str, reference: str, unit: str = "request"
+    title: str, counts: dict[str, float], baseline: str, reference: str, unit: str = "request"
 ) -> str:
     """A Markdown table of instruction counts and overhead ratios against ``reference``."""
-    over = {name: v - per_request[baseline] for name, v in per_request.items()}
+    over = {name: v - counts[baseline] for name, v in counts.items()}
     lines = [
         f"**{title}** (instructions per {unit})",
         "",
         f"| variant | instructions | overhead | overhead vs {reference} |",
         "|---|---:|---:|---:|",
     ]
-    for name in sorted(per_request, key=lambda v: over[v]):
+    for name in sorted(counts, key=lambda v: over[v]):
         ratio = "-" if name == baseline else f"{over[name] / over[reference]:.2f}x"
         extra = "-" if name == baseline else f"{over[name]:,.0f}"
-        lines.append(f"| {name} | {per_request[name]:,.0f} | {extra} | {ratio} |")
+        lines.append(f"| {name} | {counts[name]:,.0f} | {extra} | {ratio} |")
     return "\n".join(lines) + "\n"
 
 
