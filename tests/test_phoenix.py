@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,18 @@ def collect(phoenix: str, resource: str, project: str = PROJECT) -> list[dict[st
             return items
 
 
+def stored_spans(
+    phoenix: str, project: str, ready: Callable[[list[dict[str, Any]]], bool]
+) -> list[dict[str, Any]]:
+    """The project's spans once ``ready`` finds them all stored, or what is there after 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        spans = collect(phoenix, "spans", project)
+        if ready(spans) or time.monotonic() > deadline:
+            return spans
+        time.sleep(0.5)
+
+
 def test_three_conversations_are_three_sessions_in_phoenix(phoenix: str) -> None:
     env = {
         **os.environ,
@@ -119,13 +131,8 @@ def test_three_conversations_are_three_sessions_in_phoenix(phoenix: str) -> None
 
             ids = asyncio.run(drive())
     # Both services have shut down and flushed; Phoenix may still be ingesting.
-    spans: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        spans = collect(phoenix, "spans")
-        if len(spans) >= 18:  # per turn: chat-turn (gateway) + fake-llm (model service)
-            break
-        time.sleep(0.5)
+    # Per turn: chat-turn (gateway) + fake-llm (model service).
+    spans = stored_spans(phoenix, PROJECT, lambda spans: len(spans) >= 18)
     assert len(set(ids)) == 3
     assert len(spans) == 18
     for span in spans:
@@ -184,17 +191,15 @@ def test_each_mcp_client_session_is_one_phoenix_session(phoenix: str, tmp_path: 
         calls = asyncio.run(two_clients(f"{url}/mcp"))
     ids = [first for first, _ in calls]
     assert len(set(ids)) == 2
+
     # Phoenix stores each export batch on its own: wait for every span the checks below name
     # (per client: three tool calls, the chat span and its fake-llm), not only the last ones.
-    spans: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        spans = collect(phoenix, "spans", project)
+    def complete(spans: list[dict[str, Any]]) -> bool:
         names = [s["name"] for s in spans]
         tool_calls = sum(n.startswith("tools/call") for n in names)
-        if tool_calls >= 6 and names.count("chat") >= 2 and names.count("fake-llm") >= 2:
-            break
-        time.sleep(0.5)
+        return tool_calls >= 6 and names.count("chat") >= 2 and names.count("fake-llm") >= 2
+
+    spans = stored_spans(phoenix, project, complete)
     traces_by_session: dict[str, set[str]] = defaultdict(set)
     names_by_session: dict[str, list[str]] = defaultdict(list)
     for span in spans:

@@ -43,7 +43,7 @@ _LINE = 37
 _COLUMNS = [
     digit + (digit >= 8) + (digit >= 12) + (digit >= 16) + (digit >= 20) for digit in range(32)
 ]
-_VERSION, _VARIANT = 14, 19
+_VERSION, _VARIANT = _COLUMNS[12], _COLUMNS[16]  # 14 and 19
 _TO_VARIANT = bytes.maketrans(b"0123456789abcdef", b"89ab" * 4)
 _DASHES = b"-" * (_LINE * _BATCH)
 
