@@ -44,18 +44,17 @@ STEPS: list[tuple[str, list[tuple[str, str, str]]]] = [
         "validation of the incoming id",
         [
             (
-                name,
-                "session_id = policy.choose(incoming, where)",
-                "session_id = incoming if incoming is not None else policy.generate()",
+                "_pipeline.py",
+                "session_id = self.choose(header, where)",
+                "session_id = header if header is not None else self.generate()",
             )
-            for name in ("asgi.py", "wsgi.py")
         ],
     ),
     (
         "exactly one session header (the look for the app's own)",
         [
             (
-                "headers.py",
+                "_headers.py",
                 "                for name, _ in copied:\n"
                 "                    if name.lower() == key:\n"
                 "                        return copied  # the app wrote the header: see below\n",
@@ -67,7 +66,7 @@ STEPS: list[tuple[str, list[tuple[str, str, str]]]] = [
         "the metadata JSON in the OTel context",
         [
             (
-                "scope.py",
+                "_bridge.py",
                 "        values[METADATA] = _metadata(attributes, before.get(METADATA))\n",
                 "",
             )
@@ -76,15 +75,22 @@ STEPS: list[tuple[str, list[tuple[str, str, str]]]] = [
     (
         "session-mw's own ContextVar",
         [
-            ("scope.py", "_current.set(opened), otel_context", "None, otel_context"),
-            ("scope.py", "        _current.reset(token)", "        pass"),
+            (
+                "_scope.py",
+                "return opened, _current.set(opened), attach(",
+                "return opened, None, attach(",
+            ),
+            ("_scope.py", "        _current.reset(token)", "        pass"),
         ],
     ),
     (
         "the late http.route",
         [
-            ("asgi.py", "route if matched is None else None),", "None),"),
-            ("wsgi.py", "None if matched is not None else lambda: _route(environ)", "None"),
+            (
+                "_pipeline.py",
+                "late = None if self._io is None else self._io.late_route",
+                "late = None",
+            )
         ],
     ),
 ]

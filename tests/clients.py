@@ -6,6 +6,9 @@ from typing import Any
 
 from werkzeug.test import Client, TestResponse
 
+from session_mw._options import from_keywords
+from session_mw._pipeline import Pipeline
+
 
 def wsgi_get(app: Any, path: str = "/", **kwargs: Any) -> TestResponse:
     """A request as a server makes it: body read in full, then the response closed.
@@ -18,3 +21,8 @@ def wsgi_get(app: Any, path: str = "/", **kwargs: Any) -> TestResponse:
     finally:
         response.close()
     return response
+
+
+def policy(**options: Any) -> Pipeline[Any]:
+    """The request pipeline an adapter given ``options`` as keywords builds."""
+    return Pipeline(from_keywords(options))

@@ -26,8 +26,8 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
 from session_mw import SessionMiddleware, current_session
+from session_mw._routes import find_routes, route_template
 from session_mw.asgi import SessionMiddleware as AsgiSessionMiddleware
-from session_mw.routes import find_routes, route_template
 
 Message = MutableMapping[str, Any]
 SID = "chat-42"

@@ -115,7 +115,7 @@ def test_an_invalid_id_is_never_used_nor_logged(
 
 
 def test_signed_ids_only_with_a_secret() -> None:
-    from session_mw.signing import Signer
+    from session_mw._signing import Signer
 
     secret = "a-secret-of-32-characters-or-so!"
     signed = Signer(secret).sign("conv-5")

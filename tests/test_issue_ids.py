@@ -21,8 +21,8 @@ from werkzeug.wrappers import Request, Response
 from session_mw import current_session
 from session_mw.asgi import SessionMiddleware as AsgiSessionMiddleware
 from session_mw.flask import SessionMiddleware as FlaskSessionMiddleware
-from session_mw.ids import IdPolicy
 from session_mw.wsgi import SessionMiddleware as WsgiSessionMiddleware
+from tests.clients import policy as IdPolicy
 from tests.clients import wsgi_get
 
 SID = "mcp-1f2e3d"

@@ -273,7 +273,7 @@ def test_metadata_of_non_string_values_and_of_repeated_requests() -> None:
 
 
 def test_the_cache_of_encoded_metadata_stays_bounded() -> None:
-    from session_mw import scope
+    from session_mw import _bridge as scope
 
     for n in range(scope._ENCODED_MAX + 10):  # a path per conversation: a miss each
         with session("s", attributes={"url.path": f"/threads/{n}"}):

@@ -98,7 +98,7 @@ def gateway(backend: Flask, **options: object) -> FastAPI:
             downstream = client.get("http://backend/answer", headers=headers).json()
         return {"gateway_session": current_session().id, **downstream}  # type: ignore[union-attr]
 
-    app.add_middleware(SessionMiddleware, **options)  # type: ignore[arg-type]
+    app.add_middleware(SessionMiddleware, **options)
     return app
 
 

@@ -17,7 +17,7 @@ from opentelemetry import context as otel_context
 from werkzeug.test import Client
 
 from session_mw import SessionMiddleware, current_session
-from session_mw.ids import is_valid_id
+from session_mw._ids import is_valid_id
 from session_mw.wsgi import SessionMiddleware as WsgiSessionMiddleware
 
 # The one message an invalid id may produce: its length, never its content.

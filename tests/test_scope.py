@@ -9,7 +9,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from session_mw import Session, current_session, session
-from session_mw.scope import close_session, open_session
+from session_mw._scope import close_session, open_session
 
 
 def test_generated_id_is_a_uuid4_string() -> None:
@@ -106,22 +106,22 @@ async def test_child_tasks_inherit_the_session() -> None:
 def test_late_attributes_are_resolved_once_on_first_read() -> None:
     calls = []
 
-    def late() -> dict[str, str]:
-        calls.append(1)
+    def late(request: object) -> dict[str, str]:
+        calls.append(request)
         return {"http.route": "/chat/{id}"}
 
-    opened = Session("s", {"url.path": "/chat/1"}, late)
+    opened = Session("s", {"url.path": "/chat/1"}, late, "the request")
     assert calls == []
     assert opened.attributes == {"url.path": "/chat/1", "http.route": "/chat/{id}"}
     assert opened.attributes["http.route"] == "/chat/{id}"
-    assert calls == [1]
+    assert calls == ["the request"]
     assert repr(opened) == (
         "Session(id='s', attributes={'url.path': '/chat/1', 'http.route': '/chat/{id}'})"
     )
 
 
 def test_late_attributes_may_resolve_to_nothing() -> None:
-    opened = Session("s", None, lambda: None)
+    opened = Session("s", None, lambda request: None)
     assert dict(opened.attributes) == {}
 
 

@@ -16,9 +16,10 @@ from starlette.testclient import TestClient
 from werkzeug.test import Client
 
 from session_mw import SessionMiddleware, current_session
-from session_mw.ids import IdPolicy, is_valid_id
-from session_mw.signing import Signer
+from session_mw._ids import is_valid_id
+from session_mw._signing import Signer
 from session_mw.wsgi import SessionMiddleware as WsgiSessionMiddleware
+from tests.clients import policy as IdPolicy
 
 OLD = "old-secret-0123456789abcdef"
 NEW = "new-secret-0123456789abcdef"

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
-import session_mw.scope
+import session_mw._scope
 import session_mw.wsgi
 from session_mw import current_session
 from session_mw.wsgi import SessionMiddleware
@@ -159,7 +159,8 @@ def test_close_before_exhaustion_closes_the_session_after_the_apps_cleanup() -> 
     body = SessionMiddleware(streaming_app(seen, cleaned))(environ, lambda *args: lambda b: None)
     iterator = iter(body)
     assert next(iterator) == b"chunk 0\n"
-    assert sid() == SID
+    assert seen == [SID]  # in the session while the body is produced, never in the caller's
+    assert sid() is None
     body.close()  # type: ignore[attr-defined]  # the client went away
     assert cleaned == [SID]
     assert current_session() is None
@@ -169,7 +170,7 @@ def test_close_before_exhaustion_closes_the_session_after_the_apps_cleanup() -> 
 
 def test_session_is_reset_exactly_once(monkeypatch: pytest.MonkeyPatch) -> None:
     closes: list[object] = []
-    real = session_mw.scope.close_session
+    real = session_mw._scope.close_session
 
     def counting(opened: Any) -> None:
         closes.append(opened)

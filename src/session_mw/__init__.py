@@ -4,10 +4,10 @@ Importing this package imports neither Starlette, Flask nor the OpenTelemetry SD
 need them live in ``session_mw.flask`` and ``session_mw.otel``.
 """
 
+from session_mw._scope import Session, current_session, session
 from session_mw.asgi import SessionMiddleware
 from session_mw.logs import SessionIdFilter
 from session_mw.propagation import inject_headers
-from session_mw.scope import Session, current_session, session
 
 __all__ = [
     "Session",

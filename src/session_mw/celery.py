@@ -21,8 +21,9 @@ from typing import Any
 from celery import Celery, Task, current_task
 from celery.signals import before_task_publish
 
-from session_mw.ids import IdPolicy
-from session_mw.scope import Session, close_session, current_session, open_session
+from session_mw._options import from_keywords
+from session_mw._pipeline import Pipeline
+from session_mw._scope import Session, close_session, current_session, open_session
 
 __all__ = ["HEADER", "install"]
 
@@ -59,7 +60,9 @@ def install(
             "creating the Celery app, before the modules that define its tasks are imported"
         )
     # issue_ids=False: a worker never makes an id up; a task without a valid one has no session.
-    policy = IdPolicy(validator=validator, secret=secret, issue_ids=False)
+    policy: Pipeline[None] = Pipeline(
+        from_keywords({"validator": validator, "secret": secret, "issue_ids": False}, "install")
+    )
     # The base class of every task the app makes from here on (a property Celery lets us set).
     setattr(app, "Task", _session_task(app.Task, policy))  # noqa: B010
     before_task_publish.connect(_on_publish, weak=False, dispatch_uid="session_mw.celery")
@@ -78,7 +81,7 @@ def _on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
             headers.setdefault(HEADER, validated)
 
 
-def _session_task(base: type[Task[Any, Any]], policy: IdPolicy) -> type[Task[Any, Any]]:
+def _session_task(base: type[Task[Any, Any]], policy: Pipeline[None]) -> type[Task[Any, Any]]:
     class SessionTask(base):  # type: ignore[valid-type,misc]
         """Runs the task body inside the session its message names."""
 

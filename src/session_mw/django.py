@@ -6,7 +6,6 @@ from ``SESSION_MW_<OPTION>`` settings, read when Django instantiates the middlew
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -16,53 +15,36 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponseBadRequest
 from django.http.response import HttpResponseBase
 from django.urls import Resolver404, resolve
-from django.utils.module_loading import import_string
 
-from session_mw.headers import HeaderNames
-from session_mw.ids import DEFAULTS, IdPolicy, Rejected
-from session_mw.scope import Session, close_session, open_session
-from session_mw.wsgi import other_sources
+from session_mw._headers import HeaderNames
+from session_mw._options import PREFIX, OptionError, Options, document, from_config
+from session_mw._pipeline import Pipeline, Rejected
+from session_mw._scope import Session, close_session, open_session
 
 if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
 
-__all__ = ["SessionMiddleware", "policy_from_settings"]
+__all__ = ["SessionMiddleware", "options_from_settings"]
 
-# Settings that may name a callable by its dotted path, as Django's own settings do.
-_CALLABLES = frozenset({"generator", "validator", "user_id"})
 _EXPOSE = "Access-Control-Expose-Headers"
 
 GetResponse = Callable[[HttpRequest], HttpResponseBase]
 AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
 
-def policy_from_settings() -> IdPolicy:
-    """The id policy the ``SESSION_MW_<OPTION>`` settings describe (defaults where unset).
+def options_from_settings() -> Options:
+    """The options the ``SESSION_MW_<OPTION>`` settings give (defaults where unset).
 
     Raises ``ImproperlyConfigured`` naming the setting and what to change.
     """
-    options: dict[str, Any] = {}
-    for option, default in DEFAULTS.items():
-        setting = f"SESSION_MW_{option.upper()}"
-        value = getattr(settings, setting, default)
-        if option in _CALLABLES and isinstance(value, str):
-            try:
-                value = import_string(value)
-            except ImportError as error:
-                raise ImproperlyConfigured(
-                    f"{setting} = {value!r} cannot be imported ({error}): give a callable, or "
-                    "the dotted path of one"
-                ) from None
-        options[option] = value
+    ours = {key: getattr(settings, key) for key in dir(settings) if key.startswith(PREFIX)}
     try:
-        return IdPolicy(**options)
-    except ValueError as error:
-        # Every message starts with the option's name: name its setting instead.
-        named = re.match(r"\w+", str(error))
-        setting = named[0].upper() if named and named[0] in DEFAULTS else "<OPTION>"
-        raise ImproperlyConfigured(f"SESSION_MW_{setting}: {error}") from None
+        return from_config(ours, ours)
+    except OptionError as error:
+        raise ImproperlyConfigured(str(error)) from None
 
 
+@document(config=True)
 class SessionMiddleware:
     """Opens a session for every request to a Django project.
 
@@ -80,10 +62,10 @@ class SessionMiddleware:
 
     def __init__(self, get_response: GetResponse | AsyncGetResponse) -> None:
         self.get_response = get_response
-        self._policy = policy = policy_from_settings()
-        self._names = HeaderNames.as_str(policy.header_name)
-        self._meta_key = "HTTP_" + policy.header_name.upper().replace("-", "_")
-        self._sources = policy.sources()
+        self._pipeline: Pipeline[HttpRequest] = Pipeline(options_from_settings(), _RequestIO())
+        pipeline = self._pipeline
+        self._names = HeaderNames.as_str(pipeline.header_name)
+        self._meta_key = "HTTP_" + pipeline.header_name.upper().replace("-", "_")
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)  # Django then calls it without a thread hop
@@ -96,11 +78,11 @@ class SessionMiddleware:
             return started
         if started is None:  # issue_ids=False and no usable id: no session, as without us
             return self._finish(request, self.get_response(request), None)  # type: ignore[arg-type]
-        opened = open_session(started, mark_span=True, baggage=self._policy.baggage)
+        entered = self._pipeline.enter(started, mark_span=True)
         try:
             response: HttpResponseBase = self.get_response(request)  # type: ignore[assignment]
         finally:
-            close_session(opened)
+            close_session(entered)
         if response.streaming:
             response.streaming_content = _in_session(started, response.streaming_content)  # type: ignore[attr-defined]
         return self._finish(request, response, started)
@@ -112,11 +94,11 @@ class SessionMiddleware:
             return started
         if started is None:
             return self._finish(request, await get_response(request), None)
-        opened = open_session(started, mark_span=True, baggage=self._policy.baggage)
+        entered = self._pipeline.enter(started, mark_span=True)
         try:
             response = await get_response(request)
         finally:
-            close_session(opened)
+            close_session(entered)
         if response.streaming:
             content = response.streaming_content  # type: ignore[attr-defined]
             response.streaming_content = (  # type: ignore[attr-defined]
@@ -128,40 +110,25 @@ class SessionMiddleware:
 
     def _start(self, request: HttpRequest) -> Session | HttpResponseBase | None:
         """The request's session, the 400 that rejects it, or ``None`` for no session."""
-        policy = self._policy
-        meta = request.META
-        incoming = meta.get(self._meta_key)
-        where: str | None = None  # None: the id came from the header, if from anywhere
-        matched = None
-        if self._sources:  # a path parameter, a cookie or baggage: only projects that use them pay
-            incoming, where, matched = other_sources(
-                policy, meta, incoming, lambda: _resolve(request)
-            )
         try:
-            session_id = policy.choose(incoming, where)
-        except Rejected:
-            return HttpResponseBadRequest(
-                policy.rejection(where), content_type="text/plain; charset=utf-8"
+            return self._pipeline.begin(
+                request, request.META.get(self._meta_key), request.path, request.method or "GET"
             )
-        if session_id is None:
-            return None
-        attributes = policy.attributes(request, request.path, request.method or "GET")
-        if matched is not None and matched[0] is not None:
-            attributes["http.route"] = matched[0]
-        # Django resolves the URL once the middleware has called on: the route is read late.
-        return Session(session_id, attributes, None if matched else lambda: _route(request))
+        except Rejected as rejected:
+            return HttpResponseBadRequest(rejected.body, content_type="text/plain; charset=utf-8")
 
     def _finish(
         self, request: HttpRequest, response: HttpResponseBase, opened: Session | None
     ) -> HttpResponseBase:
-        policy = self._policy
+        pipeline = self._pipeline
         headers = response.headers
-        name = policy.header_name
-        if opened is not None and policy.issue_ids and name not in headers:
-            headers[name] = opened.id  # the app's own header, when it wrote one, stands
+        name = pipeline.header_name
+        echoed = pipeline.echo(opened)
+        if echoed is not None and name not in headers:
+            headers[name] = echoed  # the app's own header, when it wrote one, stands
         if "HTTP_ORIGIN" in request.META:
             headers[_EXPOSE] = self._names.exposed(headers.get(_EXPOSE, ""))
-        cookie = policy.cookie
+        cookie = pipeline.cookie
         sent = headers.get(name)
         if (
             cookie is not None
@@ -173,20 +140,30 @@ class SessionMiddleware:
         return response
 
 
-def _route(request: HttpRequest) -> dict[str, AttributeValue] | None:
-    match = getattr(request, "resolver_match", None)
-    if match is None:
-        return None  # not resolved yet (or not found): ask again later
-    return {"http.route": "/" + match.route}
+class _RequestIO:
+    """Where Django's request keeps what the pipeline asks for."""
 
+    __slots__ = ()
 
-def _resolve(request: HttpRequest) -> tuple[str | None, dict[str, Any]]:
-    """The route and keyword arguments the request's URL resolves to, before Django resolves it."""
-    try:
-        match = resolve(request.path_info, getattr(request, "urlconf", None))
-    except Resolver404:
-        return None, {}
-    return "/" + match.route, match.kwargs
+    def match(self, request: HttpRequest) -> tuple[str | None, dict[str, Any]]:
+        # Before Django resolves the URL itself (it does once the middleware has called on).
+        try:
+            match = resolve(request.path_info, getattr(request, "urlconf", None))
+        except Resolver404:
+            return None, {}
+        return "/" + match.route, match.kwargs
+
+    def cookie_header(self, request: HttpRequest) -> str | None:
+        return request.META.get("HTTP_COOKIE")
+
+    def baggage_header(self, request: HttpRequest) -> str | None:
+        return request.META.get("HTTP_BAGGAGE")
+
+    def late_route(self, request: HttpRequest) -> dict[str, AttributeValue] | None:
+        match = getattr(request, "resolver_match", None)
+        if match is None:
+            return None  # not resolved yet (or not found): ask again later
+        return {"http.route": "/" + match.route}
 
 
 def _in_session(opened: Session, chunks: Iterable[Any]) -> Iterator[Any]:

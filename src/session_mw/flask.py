@@ -4,26 +4,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from session_mw.ids import DEFAULTS
+from session_mw._options import PREFIX, document, from_config, from_keywords, keywords
 from session_mw.wsgi import SessionMiddleware as WsgiSessionMiddleware
 
 if TYPE_CHECKING:
     from flask import Flask
-    from typing_extensions import Unpack
-
-    from session_mw.ids import Options
 
 __all__ = ["SessionMiddleware"]
 
 EXTENSION = "session_mw"
 
 
+@document(config=True)
 class SessionMiddleware:
     """Flask extension: a session for every request, configured through ``app.config``.
 
     :param app: the Flask app; leave it out with an app factory and call :meth:`init_app`.
-    :param options: defaults for ``SESSION_MW_HEADER_NAME``, ``SESSION_MW_GENERATOR``,
-        ``SESSION_MW_VALIDATOR`` and ``SESSION_MW_ON_INVALID``; the app's config wins.
+    :param options: keyword defaults for the settings below (``header_name="X-Session-Id"``);
+        the app's ``SESSION_MW_*`` config wins.
 
     It wraps ``app.wsgi_app``, so Flask's own error responses carry the header too; views and
     streamed responses (with or without ``stream_with_context``) see the session, and
@@ -39,11 +37,13 @@ class SessionMiddleware:
             sessions.init_app(app)
             return app
 
-    The config is read when ``init_app`` runs: set it before.
+    The config is read when ``init_app`` runs: set it before. A mistake in it (an unknown
+    ``SESSION_MW_*`` key, a string where a bool belongs) raises there, naming the key.
     """
 
-    def __init__(self, app: Flask | None = None, **options: Unpack[Options]) -> None:
-        self._defaults: dict[str, Any] = {**DEFAULTS, **options}
+    def __init__(self, app: Flask | None = None, **options: Any) -> None:
+        from_keywords(options)  # mistakes in the keywords raise here, naming the keyword
+        self._defaults = options
         if app is not None:
             self.init_app(app)
 
@@ -54,9 +54,9 @@ class SessionMiddleware:
                 f"session-mw is already registered on the Flask app {app.name!r}: "
                 "call SessionMiddleware(app) or init_app(app) once per app"
             )
-        settings = {
-            option: app.config.setdefault(f"SESSION_MW_{option.upper()}", default)
-            for option, default in self._defaults.items()
-        }
+        options = from_config(app.config, list(app.config), self._defaults)
+        settings = keywords(options)
+        for name, value in settings.items():
+            app.config.setdefault(PREFIX + name.upper(), value)
         app.wsgi_app = WsgiSessionMiddleware(app.wsgi_app, **settings)  # type: ignore[method-assign]
         app.extensions[EXTENSION] = app.wsgi_app

@@ -6,7 +6,7 @@ import logging
 from collections.abc import MutableMapping
 from typing import Any
 
-from session_mw.scope import current_session
+from session_mw._scope import current_session
 
 __all__ = ["SessionIdFilter", "add_session_id"]
 

@@ -8,7 +8,8 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
-from session_mw.scope import SESSION_ID, current_session
+from session_mw._bridge import SESSION_ID
+from session_mw._scope import current_session
 
 __all__ = ["SessionSpanProcessor", "add_session_processor"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import TypeVar
 
-from session_mw.scope import current_session
+from session_mw._scope import current_session
 
 __all__ = ["inject_headers"]
 

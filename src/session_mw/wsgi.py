@@ -1,147 +1,137 @@
-"""The WSGI adapter, for Flask, Django, Bottle, Falcon and any other WSGI app."""
+"""The WSGI adapter, for Flask, Bottle, Falcon and any other WSGI app."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import Context, copy_context
 from typing import TYPE_CHECKING, Any
 
-from session_mw.headers import HeaderNames
-from session_mw.ids import IdPolicy, Rejected
-from session_mw.routes import PathParams, find_url_map, match_rule
-from session_mw.scope import Session, close_session, mark_current_span, open_session
+from session_mw._bridge import mark_current_span
+from session_mw._headers import HeaderNames
+from session_mw._options import document, from_keywords
+from session_mw._pipeline import Pipeline, Rejected
+from session_mw._routes import PathParams, find_url_map, match_rule
+from session_mw._scope import Opened, Session, close_session
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from opentelemetry.util.types import AttributeValue
-    from typing_extensions import Unpack
 
-    from session_mw.ids import Options
-    from session_mw.scope import _Opened
-
-__all__ = ["SessionMiddleware", "other_sources"]
+__all__ = ["SessionMiddleware"]
 
 _TEXT = "text/plain; charset=utf-8"
 
 
+@document(config=False)
 class SessionMiddleware:
     """Opens a session for every request to a WSGI app.
 
-    The id comes from the request header (or is generated) and is echoed in the response header;
-    the session, with ``url.path`` and ``http.request.method``, is current from before the app is
-    called until the response body is exhausted or closed, so streamed bodies run inside it.
+    The id comes from the request (path parameter, header, cookie, as configured) or is
+    generated, and is echoed in the response header. The session, with ``url.path``,
+    ``http.request.method`` and (for Flask and other Werkzeug apps) ``http.route``, is current
+    while the app runs and while its response body is produced and closed, and only then: each
+    request runs in a context of its own, so nothing stays attached to the caller's thread when
+    ``__call__`` returns, whether the body is read, left unread or closed in any order.
 
     :param wsgi_app: the WSGI app to wrap.
-    :param header_name: the request and response header carrying the session id.
-    :param generator: makes ids for requests without a usable one; UUID4 strings by default.
-    :param validator: decides whether an incoming id may be used; the default accepts 1 to 128
-        characters from ``A-Z a-z 0-9 - _ . : @ + = /``.
-    :param on_invalid: ``"replace"`` (a new id and a warning) or ``"reject"`` (a 400 response).
 
     Wrap any WSGI app::
 
         application = SessionMiddleware(application, header_name="X-Session-Id")
     """
 
-    def __init__(self, wsgi_app: WSGIApplication, **options: Unpack[Options]) -> None:
+    def __init__(self, wsgi_app: WSGIApplication, **options: Any) -> None:
         self.wsgi_app = wsgi_app
-        self._policy = IdPolicy(**options)
-        self._names = HeaderNames.as_str(self._policy.header_name, self._policy.cookie)
-        self._environ_key = "HTTP_" + self._policy.header_name.upper().replace("-", "_")
-        self._sources = self._policy.sources()
-        self._url_map = find_url_map(wsgi_app)  # Flask's, through app.wsgi_app
-        if self._policy.path_param is not None and self._url_map is None:
+        self._pipeline: Pipeline[WSGIEnvironment] = Pipeline(
+            from_keywords(options),
+            _EnvironIO(find_url_map(wsgi_app)),  # Flask's, via wsgi_app
+        )
+        pipeline = self._pipeline
+        self._names = HeaderNames.as_str(pipeline.header_name, pipeline.cookie)
+        self._environ_key = "HTTP_" + pipeline.header_name.upper().replace("-", "_")
+        if pipeline.path_param is not None and find_url_map(wsgi_app) is None:
             raise ValueError(
-                f"path_param={self._policy.path_param!r}, but session-mw cannot see the routes of "
+                f"path_param={pipeline.path_param!r}, but session-mw cannot see the routes of "
                 f"{wsgi_app!r}: use the Flask extension (or wrap a Flask app's wsgi_app), or send "
                 "the id in the header or a cookie"
             )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        policy = self._policy
-        incoming = environ.get(self._environ_key)
-        where: str | None = None  # None: the id came from the header, if from anywhere
-        matched = None
-        if self._sources:  # a path parameter, a cookie or baggage: only apps that use them pay
-            incoming, where, matched = other_sources(
-                policy, environ, incoming, lambda: match_rule(self._url_map, environ)
-            )
+        pipeline = self._pipeline
         try:
-            session_id = policy.choose(incoming, where)
-        except Rejected:
-            message = self._policy.rejection(where)
-            start_response(
-                "400 Bad Request", [("Content-Type", _TEXT), ("Content-Length", str(len(message)))]
+            opened = pipeline.begin(
+                environ, environ.get(self._environ_key), _path(environ), environ["REQUEST_METHOD"]
             )
-            return [message]
-
+        except Rejected as rejected:
+            body = rejected.body
+            start_response(
+                "400 Bad Request", [("Content-Type", _TEXT), ("Content-Length", str(len(body)))]
+            )
+            return [body]
         names = self._names
         cors = "HTTP_ORIGIN" in environ
-        echoed = session_id if policy.issue_ids else None  # else the app writes the header
-
-        opened_session = None
-        if session_id is not None:
-            attributes = policy.attributes(environ, _path(environ), environ["REQUEST_METHOD"])
-            if matched is not None and matched[0] is not None:
-                attributes["http.route"] = matched[0]
-            # Matched already for the path parameter: no late route.
-            opened_session = Session(
-                session_id, attributes, None if matched is not None else lambda: _route(environ)
-            )
+        echoed = pipeline.echo(opened)
 
         def start_response_with_session_id(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Callable[[bytes], object]:
-            # The server span is current here whether it started outside the session (OTel's
-            # WSGI middleware outermost) or inside it (Flask's, OTel's middleware inside): one
-            # place marks both, and the route is known by now.
-            if opened_session is not None:
-                mark_current_span(opened_session)
+            if opened is not None:
+                # The route is known by now, and Flask forgets it once the view returns (a
+                # streamed body is produced after that): read it here. The server span is
+                # current here whether it started outside the session (OTel's WSGI middleware
+                # outermost) or inside it (Flask's, OTel's middleware inside).
+                mark_current_span(opened.id, opened.attributes)
             return start_response(
                 status, names.response_headers(headers, echoed, cors, environ), exc_info
             )
 
-        if opened_session is None:  # issue_ids=False and no usable id: no session, as without us
+        if opened is None:  # issue_ids=False and no usable id: no session, as without us
             return self.wsgi_app(
                 environ, start_response_with_session_id if cors else start_response
             )
+        context = copy_context()
+        return context.run(self._run, context, opened, environ, start_response_with_session_id)
 
-        opened = open_session(opened_session, baggage=policy.baggage)
+    def _run(
+        self, context: Context, opened: Session, environ: WSGIEnvironment, start: StartResponse
+    ) -> Iterable[bytes]:
+        entered = self._pipeline.enter(opened)
         try:
-            body = self.wsgi_app(environ, start_response_with_session_id)
+            body = self.wsgi_app(environ, start)
         except BaseException:
-            close_session(opened)
+            close_session(entered)
             raise
-        return _SessionBody(body, opened)
+        return _SessionBody(body, entered, context)
 
 
-def other_sources(
-    policy: IdPolicy,
-    environ: Mapping[str, Any],
-    header: str | None,
-    route: Callable[[], tuple[str | None, PathParams]],
-) -> tuple[str | None, str | None, tuple[str | None, PathParams] | None]:
-    """The incoming id of a WSGI environ (or Django's ``request.META``) by precedence, where it
-    came from (``None``: the header), and the ``route()`` matched for the path parameter."""
-    matched = None if policy.path_param is None else route()
-    incoming, where = policy.pick(
-        None if matched is None else matched[1],
-        header,
-        lambda: environ.get("HTTP_COOKIE"),
-        lambda: environ.get("HTTP_BAGGAGE"),
-    )
-    return incoming, where, matched
+class _EnvironIO:
+    """Where a WSGI environ keeps what the pipeline asks for; routes are Werkzeug's (Flask's)."""
 
+    __slots__ = ("_url_map",)
 
-def _route(environ: WSGIEnvironment) -> dict[str, AttributeValue] | None:
-    # Werkzeug (so Flask) keeps the request in the environ; Flask puts the matched rule, with its
-    # blueprint prefix, on it once routing ran, or the routing error when nothing matched.
-    request = environ.get("werkzeug.request")
-    rule = getattr(request, "url_rule", None)
-    if rule is not None:
-        return {"http.route": rule.rule}
-    if request is None or getattr(request, "routing_exception", None) is not None:
-        return {}  # not a Werkzeug app, or no route matched: no http.route, for good
-    return None  # Flask has not routed yet
+    def __init__(self, url_map: Any) -> None:
+        self._url_map = url_map
+
+    def match(self, environ: WSGIEnvironment) -> tuple[str | None, PathParams]:
+        return match_rule(self._url_map, environ)
+
+    def cookie_header(self, environ: WSGIEnvironment) -> str | None:
+        return environ.get("HTTP_COOKIE")
+
+    def baggage_header(self, environ: WSGIEnvironment) -> str | None:
+        return environ.get("HTTP_BAGGAGE")
+
+    def late_route(self, environ: WSGIEnvironment) -> dict[str, AttributeValue] | None:
+        # Werkzeug (so Flask) keeps the request in the environ; Flask puts the matched rule,
+        # with its blueprint prefix, on it once routing ran, or the routing error when nothing
+        # matched.
+        request = environ.get("werkzeug.request")
+        rule = getattr(request, "url_rule", None)
+        if rule is not None:
+            return {"http.route": rule.rule}
+        if request is None or getattr(request, "routing_exception", None) is not None:
+            return {}  # not a Werkzeug app, or no route matched: no http.route, for good
+        return None  # Flask has not routed yet
 
 
 def _path(environ: WSGIEnvironment) -> str:
@@ -151,24 +141,38 @@ def _path(environ: WSGIEnvironment) -> str:
 
 
 class _SessionBody:
-    """The app's response body, keeping the session open until it is exhausted or closed.
+    """The app's response body, produced and closed inside the request's own context.
 
-    Whichever comes first closes the session, once; ``close()`` closes the app's body first, so
-    its clean-up code still runs inside the session.
+    The session stays current there until the body is exhausted or closed, whichever comes
+    first (once), and is never current in the caller's context: ``close()`` closes the app's
+    body first, so its clean-up code still runs inside the session.
     """
 
-    __slots__ = ("_body", "_opened")
+    __slots__ = ("_body", "_context", "_iterator", "_opened")
 
-    def __init__(self, body: Iterable[bytes], opened: _Opened) -> None:
+    def __init__(self, body: Iterable[bytes], opened: Opened, context: Context) -> None:
         self._body = body
-        self._opened: _Opened | None = opened
+        self._opened: Opened | None = opened
+        self._context = context
+        self._iterator: Iterator[bytes] | None = None
 
     def __iter__(self) -> Iterator[bytes]:
-        # yield from hands the chunks over at C speed; the line after it runs on exhaustion.
-        yield from self._body
-        self._close_session()
+        return self
+
+    def __next__(self) -> bytes:
+        iterator = self._iterator
+        if iterator is None:
+            iterator = self._iterator = self._context.run(iter, self._body)
+        try:
+            return self._context.run(next, iterator)
+        except StopIteration:
+            self._context.run(self._close_session)
+            raise
 
     def close(self) -> None:
+        self._context.run(self._close)
+
+    def _close(self) -> None:
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
@@ -176,7 +180,7 @@ class _SessionBody:
         finally:
             self._close_session()
 
-    def _close_session(self) -> None:
+    def _close_session(self) -> None:  # inside the request's context, where it was opened
         opened, self._opened = self._opened, None
         if opened is not None:
             close_session(opened)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, AnyStr, Generic
 
-from session_mw.cookies import SessionCookie
+from session_mw._cookies import SessionCookie
 
 __all__ = ["HeaderNames"]
 
