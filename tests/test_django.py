@@ -312,3 +312,14 @@ def test_an_invalid_path_value_is_never_used_nor_logged(
     assert "thread_id path parameter" in caplog.text
     assert value not in caplog.text
     assert "caf" not in caplog.text
+
+
+def test_help_documents_every_setting() -> None:
+    import dataclasses
+    import pydoc
+
+    from session_mw._options import Options
+
+    text = pydoc.render_doc(SessionMiddleware, renderer=pydoc.plaintext)
+    for field in dataclasses.fields(Options):
+        assert f":param SESSION_MW_{field.name.upper()}:" in text
