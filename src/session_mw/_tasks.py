@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+
 from opentelemetry.util.types import AttributeValue
 
 from session_mw._options import from_keywords
