@@ -112,15 +112,11 @@ class SessionCookie:
 
 
 def _attributes(options: CookieOptions) -> str:
-    parts = []
-    path = options.get("path", "/")
-    if not isinstance(path, str) or not _PATH.fullmatch(path):
-        raise ValueError(f"cookie_options path={path!r}: use a URL path such as '/' or '/chat'")
-    parts.append(f"Path={path}")
+    path = _matching(options.get("path", "/"), _PATH, "path", "a URL path such as '/' or '/chat'")
+    parts = [f"Path={path}"]
     domain = options.get("domain")
     if domain is not None:
-        if not isinstance(domain, str) or not _DOMAIN.fullmatch(domain):
-            raise ValueError(f"cookie_options domain={domain!r}: use a host name such as 'a.com'")
+        domain = _matching(domain, _DOMAIN, "domain", "a host name such as 'a.com'")
         parts.append(f"Domain={domain}")
     max_age = options.get("max_age")
     if max_age is not None:
@@ -134,3 +130,9 @@ def _attributes(options: CookieOptions) -> str:
         raise ValueError(f"cookie_options samesite={samesite!r}: use 'Strict', 'Lax' or 'None'")
     parts.append(f"SameSite={samesite}")
     return "".join(f"; {part}" for part in parts)
+
+
+def _matching(value: object, pattern: re.Pattern[str], key: str, advice: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValueError(f"cookie_options {key}={value!r}: use {advice}")
+    return value

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import inspect
 import re
+import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -54,8 +56,8 @@ C = TypeVar("C", bound=type)
 Check = Callable[[Any, str], Any]
 
 
-def _meta(check: Check, doc: str) -> dict[str, Any]:
-    return {"check": check, "doc": doc}
+def _option(default: Any, check: Check) -> Any:
+    return dataclasses.field(default=default, metadata={"check": check})
 
 
 def _header_name(value: object, key: str) -> str:
@@ -139,107 +141,56 @@ def _cookie_options(value: object, key: str) -> CookieOptions | None:
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    """The checked options of one adapter (build it with :func:`from_keywords` or
-    :func:`from_config`, which check every value)."""
+    """The checked options of one adapter: build it with :func:`from_keywords` or
+    :func:`from_config`, which check every value. The lines below document the options in every
+    adapter's ``help()``.
 
-    header_name: str = dataclasses.field(
-        default="X-Session-Id",
-        metadata=_meta(_header_name, "the request and response header carrying the session id."),
-    )
-    generator: Callable[[], str] | None = dataclasses.field(
-        default=None,
-        metadata=_meta(
-            _callable, "makes ids for requests without a usable one; UUID4 strings by default."
-        ),
-    )
-    validator: Callable[[str], object] | None = dataclasses.field(
-        default=None,
-        metadata=_meta(
-            _callable,
-            f"decides whether an incoming id may be used; the default accepts {ID_RULE}.",
-        ),
-    )
-    on_invalid: Literal["replace", "reject"] = dataclasses.field(
-        default="replace",
-        metadata=_meta(
-            _on_invalid,
-            "``'replace'`` gives a request with an invalid id a new one and logs a warning "
-            "(without the raw value); ``'reject'`` answers 400 saying what a valid id is.",
-        ),
-    )
-    user_id: Callable[[Any], object] | None = dataclasses.field(
-        default=None,
-        metadata=_meta(
-            _callable,
-            "given the request (the ASGI scope, the WSGI environ, Django's request), returns its "
-            "user id or None; it becomes ``user.id`` on spans and in the OpenTelemetry context.",
-        ),
-    )
-    baggage: bool = dataclasses.field(
-        default=False,
-        metadata=_meta(
-            _bool,
-            "also put ``session.id`` into W3C baggage, which OpenTelemetry's propagator sends on "
-            "every outgoing call, to every host.",
-        ),
-    )
-    from_baggage: bool = dataclasses.field(
-        default=False,
-        metadata=_meta(
-            _bool,
-            "when no other source has an id, take it from an incoming ``baggage`` ``session.id`` "
-            "entry (validated like the header).",
-        ),
-    )
-    trust_incoming: bool = dataclasses.field(
-        default=True,
-        metadata=_meta(
-            _bool,
-            "False ignores incoming ids and always makes a new one: for public endpoints whose "
-            "clients must not choose their session.",
-        ),
-    )
-    issue_ids: bool = dataclasses.field(
-        default=True,
-        metadata=_meta(
-            _bool,
-            "False never makes an id and never writes the response header, for apps that issue "
-            "the id themselves (an MCP server's ``Mcp-Session-Id``): a request without a usable id "
-            "runs without a session.",
-        ),
-    )
-    secret: str | bytes | Sequence[str | bytes] | None = dataclasses.field(
-        default=None,
-        metadata=_meta(
-            _secret,
-            "sign generated ids and accept only incoming ids this service signed; a list of "
-            "secrets, newest first, allows rotation. Each at least 16 bytes.",
-        ),
-    )
-    path_param: str | None = dataclasses.field(
-        default=None,
-        metadata=_meta(
-            _path_param,
-            "the route's path parameter that names the conversation (``/threads/{thread_id}``): "
-            "on routes that have it, its value is the id, before the header.",
-        ),
-    )
-    cookie_name: str | None = dataclasses.field(
-        default=None,
-        metadata=_meta(
-            _cookie_name,
-            "read the id from this cookie when the header is absent, and set the cookie on every "
-            "response that carries the header (for pages without a script).",
-        ),
-    )
-    cookie_options: CookieOptions | None = dataclasses.field(
-        default=None,
-        metadata=_meta(
-            _cookie_options,
-            "the cookie's attributes: ``max_age``, ``domain``, ``path``, ``samesite``, ``secure``, "
-            "``httponly``.",
-        ),
-    )
+    :param header_name: the request and response header carrying the session id, matched
+        case-insensitively.
+    :param generator: makes ids for requests without a usable one; UUID4 strings by default.
+        Checked against the validator at start-up.
+    :param validator: ``str -> bool``: may an incoming id be used? The default accepts 1 to 128
+        characters from ASCII letters, digits and ``- _ . : @ + = /``.
+    :param on_invalid: ``'replace'`` gives a request with an invalid id a new one and logs a
+        warning (without the raw value); ``'reject'`` answers 400 saying what a valid id is.
+    :param user_id: given the request (the ASGI scope, the WSGI environ, Django's request),
+        returns its user id or None; it becomes ``user.id`` on spans and in the OpenTelemetry
+        context.
+    :param baggage: also put ``session.id`` into W3C baggage, which OpenTelemetry's propagator
+        sends on every outgoing call, to every host.
+    :param from_baggage: when no other source has an id, take it from an incoming ``baggage``
+        ``session.id`` entry (validated like the header).
+    :param trust_incoming: False ignores incoming ids and always makes a new one: for public
+        endpoints whose clients must not choose their session.
+    :param issue_ids: False never makes an id and never writes the response header, for apps
+        that issue the id themselves (an MCP server's ``Mcp-Session-Id``): a request without a
+        usable id runs without a session.
+    :param secret: sign generated ids and accept only incoming ids this service signed; a list
+        of secrets, newest first, allows rotation. Each at least 16 bytes.
+    :param path_param: the route's path parameter that names the conversation
+        (``/threads/{thread_id}``): on routes that have it, its value is the id, before the
+        header.
+    :param cookie_name: read the id from this cookie when the header is absent, and set the
+        cookie on every response that carries the header (for pages without a script).
+    :param cookie_options: the cookie's attributes: ``max_age``, ``domain``, ``path``,
+        ``samesite``, ``secure``, ``httponly``.
+
+    Callables may also be given as dotted paths (``"myapp.ids.make_id"``).
+    """
+
+    header_name: str = _option("X-Session-Id", _header_name)
+    generator: Callable[[], str] | None = _option(None, _callable)
+    validator: Callable[[str], object] | None = _option(None, _callable)
+    on_invalid: Literal["replace", "reject"] = _option("replace", _on_invalid)
+    user_id: Callable[[Any], object] | None = _option(None, _callable)
+    baggage: bool = _option(False, _bool)
+    from_baggage: bool = _option(False, _bool)
+    trust_incoming: bool = _option(True, _bool)
+    issue_ids: bool = _option(True, _bool)
+    secret: str | bytes | Sequence[str | bytes] | None = _option(None, _secret)
+    path_param: str | None = _option(None, _path_param)
+    cookie_name: str | None = _option(None, _cookie_name)
+    cookie_options: CookieOptions | None = _option(None, _cookie_options)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Options)}
@@ -319,24 +270,34 @@ def _closest(name: str, valid: Iterable[str]) -> str:
     return f": did you mean {match[0]!r}?" if match else ":"
 
 
+def _documented() -> dict[str, str]:
+    """Each option's ``:param`` text in the :class:`Options` docstring, by name."""
+    text = inspect.cleandoc(Options.__doc__ or "")
+    found = dict(re.findall(r"^:param (\w+): (.*?)(?=^:param |^\S|\Z)", text, re.M | re.S))
+    return {name: " ".join(found[name].split()) for name in _FIELDS}
+
+
 def document(config: bool) -> Callable[[C], C]:
     """Class decorator: append every option, with its default, to the class's docstring (as
     keyword ``:param:`` lines, or as ``SESSION_MW_*`` settings when ``config``)."""
 
     def decorate(cls: C) -> C:
-        lines = [
-            "",
-            "Options (keyword-only; ``SESSION_MW_<NAME>`` in Flask's and Django's settings):",
-        ]
         if config:
-            lines[1] = (
+            title = (
                 "Settings (``SESSION_MW_<NAME>``; keywords give defaults the settings override):"
             )
-        lines.append("")
-        for name, field in _FIELDS.items():
+        else:
+            title = (
+                "Options (keyword-only; ``SESSION_MW_<NAME>`` in Flask's and Django's settings):"
+            )
+        lines = [title, ""]
+        for name, doc in _documented().items():
             label = PREFIX + name.upper() if config else name
-            lines.append(f":param {label}: {field.metadata['doc']} Default: ``{field.default!r}``.")
-        cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + "\n    ".join(lines) + "\n"
+            text = f":param {label}: {doc} Default: ``{_FIELDS[name].default!r}``."
+            lines.append(textwrap.fill(text, 96, subsequent_indent="    "))
+        cls.__doc__ = (
+            (cls.__doc__ or "").rstrip() + "\n\n" + textwrap.indent("\n".join(lines), "    ")
+        )
         return cls
 
     return decorate

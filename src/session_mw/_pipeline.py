@@ -19,7 +19,7 @@ from opentelemetry.util.types import AttributeValue
 
 from session_mw._cookies import SessionCookie
 from session_mw._ids import ID_RULE, generate_id, is_valid_id, match_valid
-from session_mw._options import Options
+from session_mw._options import Options, OptionValueError
 from session_mw._scope import Opened, Session, close_session, open_session
 from session_mw._signing import Signer
 
@@ -115,6 +115,14 @@ class Pipeline(Generic[R_contra]):
         self.cookie = None if name is None else SessionCookie(name, options.cookie_options)
         # Any source besides the header: only adapters configured with one pay for looking.
         self._sources = self.path_param is not None or self.cookie is not None or self.from_baggage
+
+    def need_routes(self, found: bool, app: object, advice: str) -> None:
+        """Raise when ``path_param`` is set but the adapter cannot see ``app``'s routes."""
+        if self.path_param is not None and not found:
+            raise OptionValueError(
+                f"path_param={self.path_param!r}, but session-mw cannot see the routes of "
+                f"{app!r}: {advice}, or send the id in the header or a cookie"
+            )
 
     def begin(
         self, request: R_contra, header: str | None, path: str, method: str, routing: object = None

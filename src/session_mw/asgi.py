@@ -57,12 +57,11 @@ class SessionMiddleware:
         self._pipeline: Pipeline[Scope] = Pipeline(from_keywords(options), _ScopeIO(app))
         pipeline = self._pipeline
         self._names = HeaderNames.as_bytes(pipeline.header_name, pipeline.cookie)
-        if pipeline.path_param is not None and find_routes(app) is None:
-            raise ValueError(
-                f"path_param={pipeline.path_param!r}, but session-mw cannot see the routes of "
-                f"{app!r}: wrap a Starlette or FastAPI app (or add_middleware on it), or send the "
-                "id in the header or a cookie"
-            )
+        pipeline.need_routes(
+            find_routes(app) is not None,
+            app,
+            "wrap a Starlette or FastAPI app (or add_middleware on it)",
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -10,8 +10,9 @@ from session_mw.wsgi import SessionMiddleware as WsgiSessionMiddleware
 if TYPE_CHECKING:
     from flask import Flask
 
-__all__ = ["SessionMiddleware"]
+__all__ = ["EXTENSION", "SessionMiddleware"]
 
+#: The key of ``app.extensions`` under which the extension registers (the wrapped ``wsgi_app``).
 EXTENSION = "session_mw"
 
 

@@ -40,21 +40,20 @@ class SessionMiddleware:
         application = SessionMiddleware(application, header_name="X-Session-Id")
     """
 
-    def __init__(self, wsgi_app: WSGIApplication, **options: Any) -> None:
+    def __init__(self, wsgi_app: WSGIApplication, /, **options: Any) -> None:
         self.wsgi_app = wsgi_app
+        url_map = find_url_map(wsgi_app)  # Flask's, through app.wsgi_app
         self._pipeline: Pipeline[WSGIEnvironment] = Pipeline(
-            from_keywords(options),
-            _EnvironIO(find_url_map(wsgi_app)),  # Flask's, via wsgi_app
+            from_keywords(options), _EnvironIO(url_map)
         )
         pipeline = self._pipeline
         self._names = HeaderNames.as_str(pipeline.header_name, pipeline.cookie)
         self._environ_key = "HTTP_" + pipeline.header_name.upper().replace("-", "_")
-        if pipeline.path_param is not None and find_url_map(wsgi_app) is None:
-            raise ValueError(
-                f"path_param={pipeline.path_param!r}, but session-mw cannot see the routes of "
-                f"{wsgi_app!r}: use the Flask extension (or wrap a Flask app's wsgi_app), or send "
-                "the id in the header or a cookie"
-            )
+        pipeline.need_routes(
+            url_map is not None,
+            wsgi_app,
+            "use the Flask extension (or wrap a Flask app's wsgi_app)",
+        )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         pipeline = self._pipeline
