@@ -45,8 +45,8 @@ STEPS: list[tuple[str, list[tuple[str, str, str]]]] = [
         [
             (
                 "_pipeline.py",
-                "session_id = self.choose(header, where)",
-                "session_id = header if header is not None else self.generate()",
+                "if header is not None and self.trust_incoming and self.validate(header):",
+                "if header is not None:",
             )
         ],
     ),
@@ -88,8 +88,8 @@ STEPS: list[tuple[str, list[tuple[str, str, str]]]] = [
         [
             (
                 "_pipeline.py",
-                "late = None if self._io is None else self._io.late_route",
-                "late = None",
+                "self._late = None if io is None else io.late_route",
+                "self._late = None",
             )
         ],
     ),

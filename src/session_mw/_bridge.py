@@ -33,7 +33,7 @@ METADATA = "metadata"
 _SPAN_ATTRIBUTES = ("url.path", "http.route", "user.id")
 
 
-def attach(opened: Session, *, mark_span: bool = False, baggage: bool = False) -> Token[Context]:
+def attach(opened: Session, mark_span: bool = False, baggage: bool = False) -> Token[Context]:
     """Attach an OpenTelemetry context that carries ``opened``; :func:`detach` takes the token.
 
     The context gets ``session.id``, ``user.id`` when the session has one, and the attributes
@@ -64,8 +64,8 @@ def attach(opened: Session, *, mark_span: bool = False, baggage: bool = False) -
     return otel_context.attach(context)
 
 
-def detach(token: Token[Context]) -> None:
-    otel_context.detach(token)  # logs rather than raises on failure
+#: Detaches what :func:`attach` attached; logs rather than raises on failure.
+detach = otel_context.detach
 
 
 def mark_current_span(session_id: str, attributes: Mapping[str, AttributeValue]) -> None:

@@ -20,7 +20,7 @@ from opentelemetry.util.types import AttributeValue
 from session_mw._cookies import SessionCookie
 from session_mw._ids import ID_RULE, generate_id, is_valid_id, match_valid
 from session_mw._options import Options, OptionValueError
-from session_mw._scope import Opened, Session, close_session, open_session
+from session_mw._scope import Session
 from session_mw._signing import Signer
 
 __all__ = ["Pipeline", "Rejected", "RequestIO"]
@@ -67,6 +67,7 @@ class Pipeline(Generic[R_contra]):
     __slots__ = (
         "_generator",
         "_io",
+        "_late",
         "_signer",
         "_sources",
         "_validator",
@@ -86,6 +87,7 @@ class Pipeline(Generic[R_contra]):
 
     def __init__(self, options: Options, io: RequestIO[R_contra] | None = None) -> None:
         self._io = io
+        self._late = None if io is None else io.late_route
         self.header_name = options.header_name
         self._generator = options.generator or generate_id
         self._validator: Callable[[str], object] = options.validator or is_valid_id
@@ -133,41 +135,47 @@ class Pipeline(Generic[R_contra]):
 
         Raises :class:`Rejected` for an invalid id with ``on_invalid="reject"``.
         """
-        where = None  # None: the id came from the header, if from anywhere
-        route: str | None = None
-        matched = False
         if self._sources:
-            io: RequestIO[R_contra] = self._io  # type: ignore[assignment]
-            params = None
-            if self.path_param is not None:
-                try:
-                    route, params = io.match(request)
-                except Exception:  # a custom route class must not break the request
-                    logger.debug("Could not match the request's route", exc_info=True)
-                    params = {}
-                matched = True
-            header, where = self._pick(io, request, params, header)
+            return self._begin_with_sources(request, header, path, method, routing)
+        # Most requests: a valid header, used without choose()'s frame, or none.
+        if header is not None and self.trust_incoming and self.validate(header):
+            session_id = header
+        else:
+            chosen = self.choose(header)
+            if chosen is None:
+                return None
+            session_id = chosen
+        attributes: dict[str, AttributeValue] = {"url.path": path, "http.request.method": method}
+        if self.user_id is not None:
+            self._add_user(attributes, request)
+        return Session(session_id, attributes, self._late, request if routing is None else routing)
+
+    def _begin_with_sources(
+        self, request: R_contra, header: str | None, path: str, method: str, routing: object
+    ) -> Session | None:
+        io: RequestIO[R_contra] = self._io  # type: ignore[assignment]
+        params = route = None
+        if self.path_param is not None:
+            try:
+                route, params = io.match(request)
+            except Exception:  # a custom route class must not break the request
+                logger.debug("Could not match the request's route", exc_info=True)
+                params = {}
+        header, where = self._pick(io, request, params, header)
         session_id = self.choose(header, where)
         if session_id is None:
             return None
         attributes: dict[str, AttributeValue] = {"url.path": path, "http.request.method": method}
         if self.user_id is not None:
             self._add_user(attributes, request)
-        if matched:  # matched already for the path parameter: no second match, no late route
-            if route is not None:
-                attributes["http.route"] = route
-            return Session(session_id, attributes)
-        late = None if self._io is None else self._io.late_route
-        return Session(session_id, attributes, late, request if routing is None else routing)
-
-    def enter(self, opened: Session, *, mark_span: bool = False) -> Opened:
-        return open_session(opened, mark_span=mark_span, baggage=self.baggage)
-
-    exit = staticmethod(close_session)
-
-    def echo(self, opened: Session | None) -> str | None:
-        """The id to write in the response header: ``None`` when the app writes it, if anyone."""
-        return None if opened is None or not self.issue_ids else opened.id
+        if params is None:
+            return Session(
+                session_id, attributes, self._late, request if routing is None else routing
+            )
+        # Matched already for the path parameter: no second match, no late route.
+        if route is not None:
+            attributes["http.route"] = route
+        return Session(session_id, attributes)
 
     def choose(self, raw: str | None, where: str | None = None) -> str | None:
         """The id to use for a request (or task) whose source ``where`` (``None``: the header)

@@ -85,10 +85,10 @@ def current_session() -> Session | None:
     return _current.get()
 
 
-def open_session(opened: Session, *, mark_span: bool = False, baggage: bool = False) -> Opened:
+def open_session(opened: Session, mark_span: bool = False, baggage: bool = False) -> Opened:
     """Make ``opened`` the current session until :func:`close_session` is given the result;
     ``mark_span`` and ``baggage`` as :func:`session_mw._bridge.attach` takes them."""
-    return opened, _current.set(opened), attach(opened, mark_span=mark_span, baggage=baggage)
+    return opened, _current.set(opened), attach(opened, mark_span, baggage)
 
 
 def close_session(opened: Opened) -> None:

@@ -10,6 +10,7 @@ from session_mw._headers import HeaderNames
 from session_mw._options import document, from_keywords
 from session_mw._pipeline import Pipeline, Rejected
 from session_mw._routes import PathParams, find_routes, match_route, route_template
+from session_mw._scope import close_session, open_session
 
 if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
@@ -93,8 +94,8 @@ class SessionMiddleware:
         except Rejected as rejected:
             await _reject(scope, send, rejected.body)
             return
-        echoed = pipeline.echo(opened)
-        id_header = None if echoed is None else echoed.encode()
+        # None: no session, or the app writes the header (issue_ids=False), if anyone does.
+        id_header = None if opened is None or not pipeline.issue_ids else opened.id.encode()
 
         # A plain function returning send's awaitable: no extra coroutine frame per message.
         def send_with_session_id(message: Message) -> Awaitable[None]:
@@ -107,11 +108,11 @@ class SessionMiddleware:
         if opened is None:  # issue_ids=False and no usable id: no session, as without us
             await self.app(scope, receive, send_with_session_id if cors else send)
             return
-        entered = pipeline.enter(opened, mark_span=True)
+        entered = open_session(opened, True, pipeline.baggage)
         try:
             await self.app(scope, receive, send_with_session_id)
         finally:
-            pipeline.exit(entered)
+            close_session(entered)
 
 
 class _ScopeIO:

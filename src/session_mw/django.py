@@ -78,7 +78,7 @@ class SessionMiddleware:
             return started
         if started is None:  # issue_ids=False and no usable id: no session, as without us
             return self._finish(request, self.get_response(request), None)  # type: ignore[arg-type]
-        entered = self._pipeline.enter(started, mark_span=True)
+        entered = open_session(started, True, self._pipeline.baggage)
         try:
             response: HttpResponseBase = self.get_response(request)  # type: ignore[assignment]
         finally:
@@ -94,7 +94,7 @@ class SessionMiddleware:
             return started
         if started is None:
             return self._finish(request, await get_response(request), None)
-        entered = self._pipeline.enter(started, mark_span=True)
+        entered = open_session(started, True, self._pipeline.baggage)
         try:
             response = await get_response(request)
         finally:
@@ -123,9 +123,8 @@ class SessionMiddleware:
         pipeline = self._pipeline
         headers = response.headers
         name = pipeline.header_name
-        echoed = pipeline.echo(opened)
-        if echoed is not None and name not in headers:
-            headers[name] = echoed  # the app's own header, when it wrote one, stands
+        if opened is not None and pipeline.issue_ids and name not in headers:
+            headers[name] = opened.id  # the app's own header, when it wrote one, stands
         if "HTTP_ORIGIN" in request.META:
             headers[_EXPOSE] = self._names.exposed(headers.get(_EXPOSE, ""))
         cookie = pipeline.cookie

@@ -11,7 +11,7 @@ from session_mw._headers import HeaderNames
 from session_mw._options import document, from_keywords
 from session_mw._pipeline import Pipeline, Rejected
 from session_mw._routes import PathParams, find_url_map, match_rule
-from session_mw._scope import Opened, Session, close_session
+from session_mw._scope import Opened, Session, close_session, open_session
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -69,7 +69,8 @@ class SessionMiddleware:
             return [body]
         names = self._names
         cors = "HTTP_ORIGIN" in environ
-        echoed = pipeline.echo(opened)
+        # None: no session, or the app writes the header (issue_ids=False), if anyone does.
+        echoed = None if opened is None or not pipeline.issue_ids else opened.id
 
         def start_response_with_session_id(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -94,7 +95,7 @@ class SessionMiddleware:
     def _run(
         self, context: Context, opened: Session, environ: WSGIEnvironment, start: StartResponse
     ) -> Iterable[bytes]:
-        entered = self._pipeline.enter(opened)
+        entered = open_session(opened, False, self._pipeline.baggage)
         try:
             body = self.wsgi_app(environ, start)
         except BaseException:
