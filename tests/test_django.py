@@ -320,6 +320,6 @@ def test_help_documents_every_setting() -> None:
 
     from session_mw._options import Options
 
-    text = pydoc.render_doc(SessionMiddleware, renderer=pydoc.plaintext)
+    text = pydoc.plain(pydoc.render_doc(SessionMiddleware))
     for field in dataclasses.fields(Options):
         assert f":param SESSION_MW_{field.name.upper()}:" in text

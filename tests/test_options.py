@@ -134,6 +134,6 @@ def test_other_config_keys_are_left_alone() -> None:
     ids=["asgi", "wsgi", "flask"],
 )
 def test_help_documents_every_option(cls: type[Any], spelled: Any) -> None:
-    text = pydoc.render_doc(cls, renderer=pydoc.plaintext)
+    text = pydoc.plain(pydoc.render_doc(cls))
     for name in NAMES:
         assert f":param {spelled(name)}:" in text, name

@@ -88,7 +88,7 @@ def test_responses_closed_in_the_order_they_were_opened(make: Factory) -> None:
     first = client.get("/stream", headers={"X-Session-Id": "first"}, buffered=False)
     second = client.get("/stream", headers={"X-Session-Id": "second"}, buffered=False)
     assert current_session() is None
-    first_body = iter(first.response)
+    first_body = first.iter_encoded()
     assert next(first_body).decode().split()[1] == "first"
     assert current_session() is None  # between chunks, too
     first.close()
@@ -129,9 +129,7 @@ def test_flasks_test_client_leaves_no_session_after_a_redirect() -> None:
 def test_flask_streamed_bodies_keep_the_route(path: str) -> None:
     # No tracing at all: the route is read when the response starts, before Flask forgets it.
     response = Client(flask_app()).get(path, headers={"X-Session-Id": "chat-1"})
-    assert response.get_data(as_text=True).splitlines() == [
-        f"{n} chat-1 {path}" for n in range(3)
-    ]
+    assert response.get_data(as_text=True).splitlines() == [f"{n} chat-1 {path}" for n in range(3)]
 
 
 def test_werkzeug_streamed_bodies_keep_the_route_they_had() -> None:

@@ -1,18 +1,36 @@
 """session-mw: one session per conversation, on every span, log record and outgoing call.
 
-Importing this package imports neither Starlette, Flask nor the OpenTelemetry SDK: adapters that
-need them live in ``session_mw.flask`` and ``session_mw.otel``.
+The core (this package) is :func:`session`, :func:`current_session`, :class:`Session`,
+:func:`inject_headers`, :class:`SessionIdFilter` and the ASGI :class:`SessionMiddleware`.
+Adapters and integrations, each imported on its own so that this package imports neither
+Starlette, Flask, Django, Celery nor the OpenTelemetry SDK:
+
+- ``session_mw.asgi`` (Starlette, FastAPI, any ASGI app), ``session_mw.wsgi`` (any WSGI app),
+  ``session_mw.flask`` (the Flask extension), ``session_mw.django`` (Django's ``MIDDLEWARE``);
+- ``session_mw.celery`` (tasks keep the publisher's session);
+- ``session_mw.otel`` (the OpenTelemetry SDK span processor), ``session_mw.logs`` (logging and
+  structlog), ``session_mw.clients`` and ``session_mw.propagation`` (outgoing calls).
+
+Modules whose names start with ``_`` are internal.
 """
+
+from importlib.metadata import PackageNotFoundError, version
 
 from session_mw._scope import Session, current_session, session
 from session_mw.asgi import SessionMiddleware
 from session_mw.logs import SessionIdFilter
 from session_mw.propagation import inject_headers
 
+try:
+    __version__ = version("session-mw")
+except PackageNotFoundError:  # pragma: no cover  (a source tree on sys.path, not installed)
+    __version__ = "0+unknown"
+
 __all__ = [
     "Session",
     "SessionIdFilter",
     "SessionMiddleware",
+    "__version__",
     "current_session",
     "inject_headers",
     "session",
