@@ -185,9 +185,11 @@ def langfuse_chat() -> Any:
     from session_mw.otel import add_session_processor
 
     Langfuse()
-    provider = add_session_processor()
+    # session.id alone: Langfuse exports every span that carries a gen_ai.* attribute, and
+    # gen_ai.conversation.id on every span would export the HTTP spans too.
+    provider = add_session_processor(id_attributes=["session.id"])
     assert isinstance(trace.get_tracer_provider(), TracerProvider)
-    app = create_app(provider, user_id=user_header)
+    app = create_app(provider, user_id=user_header, id_attributes=["session.id"])
 
     @observe(as_type="generation")
     def generate(message: str) -> str:

@@ -53,8 +53,9 @@ def test_spans_in_a_session_get_its_id_and_attributes(
     with tracer.start_as_current_span("outside"):
         pass
     spans = {s.name: attrs(s) for s in exporter.get_finished_spans()}
-    assert spans["outer"] == {"session.id": "s-1", "app.tenant": "acme"}
-    assert spans["inner"] == {"session.id": "s-1", "app.tenant": "own"}  # never overwritten
+    both = {"session.id": "s-1", "gen_ai.conversation.id": "s-1"}
+    assert spans["outer"] == {**both, "app.tenant": "acme"}
+    assert spans["inner"] == {**both, "app.tenant": "own"}  # never overwritten
     assert spans["outside"] == {}
 
 
@@ -68,6 +69,34 @@ def test_a_span_with_its_own_session_id_keeps_it(
     ):
         pass
     assert attrs(exporter.get_finished_spans()[0])["session.id"] == "explicit"
+
+
+def test_a_sub_agents_own_conversation_id_is_kept(
+    traced: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = traced
+    own = {"gen_ai.conversation.id": "sub-agent-1"}
+    with session("s-1"), provider.get_tracer("t").start_as_current_span("x", attributes=own):
+        pass
+    assert attrs(exporter.get_finished_spans()[0]) == {
+        "session.id": "s-1",
+        "gen_ai.conversation.id": "sub-agent-1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("names", "error", "message"),
+    [
+        ("session.id", TypeError, "give a list of attribute names"),
+        ([], ValueError, "at least one non-empty attribute name"),
+        (["session.id", ""], ValueError, "at least one non-empty attribute name"),
+    ],
+)
+def test_the_names_are_checked(names: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        SessionSpanProcessor(names)
+    with pytest.raises(error, match=message):
+        SessionMiddleware(FastAPI(), id_attributes=names)
 
 
 def test_flush_and_shutdown() -> None:

@@ -134,7 +134,11 @@ def test_mark_span_sets_session_attributes_on_the_entry_span(
             Session("s", {"url.path": "/p", "http.request.method": "GET"}), mark_span=True
         )
         close_session(opened)
-    assert span.attributes == {"session.id": "s", "url.path": "/p"}  # type: ignore[attr-defined]
+    assert span.attributes == {  # type: ignore[attr-defined]
+        "session.id": "s",
+        "gen_ai.conversation.id": "s",
+        "url.path": "/p",
+    }
 
 
 def test_mark_span_outside_any_span_is_harmless() -> None:

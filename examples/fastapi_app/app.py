@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ from pydantic import BaseModel
 from examples.fastapi_app.telemetry import tracer_provider
 from session_mw import SessionMiddleware, current_session
 from session_mw.clients import httpx_async_event_hooks
+from session_mw.otel import ID_ATTRIBUTES
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -79,6 +80,7 @@ def create_app(
     model_url: str | None = None,
     user_id: Callable[[Any], object] | None = None,
     celery: Celery | None = None,
+    id_attributes: Sequence[str] = ID_ATTRIBUTES,
 ) -> FastAPI:
     provider = provider or tracer_provider("chat-gateway")
     if celery is None and os.environ.get("CELERY_BROKER_URL"):
@@ -107,7 +109,9 @@ def create_app(
         )
     # Added last, so outermost: it appends X-Session-Id to CORS's exposed headers. The cookie
     # carries the session for pages on this origin that never touch the header.
-    app.add_middleware(SessionMiddleware, cookie_name="chat_session", user_id=user_id)
+    app.add_middleware(
+        SessionMiddleware, cookie_name="chat_session", user_id=user_id, id_attributes=id_attributes
+    )
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:

@@ -29,11 +29,21 @@ SESSION_ID = "session.id"
 USER_ID = "user.id"
 METADATA = "metadata"
 
+#: The attributes spans and log records get the id under, unless configured otherwise: the key
+#: OpenInference, Phoenix and Langfuse group on, and OpenTelemetry's GenAI conversation id (which
+#: Logfire's scrubber lets through, and Langfuse and Weave read).
+ID_ATTRIBUTES = (SESSION_ID, "gen_ai.conversation.id")
+
 # What the span current at a request's start (OTel's server span) gets from the session.
 _SPAN_ATTRIBUTES = ("url.path", "http.route", "user.id")
 
 
-def attach(opened: Session, mark_span: bool = False, baggage: bool = False) -> Token[Context]:
+def attach(
+    opened: Session,
+    mark_span: bool = False,
+    baggage: bool = False,
+    id_attributes: tuple[str, ...] = ID_ATTRIBUTES,
+) -> Token[Context]:
     """Attach an OpenTelemetry context that carries ``opened``; :func:`detach` takes the token.
 
     The context gets ``session.id``, ``user.id`` when the session has one, and the attributes
@@ -42,15 +52,15 @@ def attach(opened: Session, mark_span: bool = False, baggage: bool = False) -> T
     processor). With ``baggage``, ``session.id`` also goes into W3C baggage, which OTel's
     propagator sends on every outgoing call.
 
-    With ``mark_span``, the span current now (OTel's server span) gets the session id and the
-    request attributes. Now, not at close: OTel's ASGI middleware ends that span as soon as the
-    last body byte is sent, before the app returns.
+    With ``mark_span``, the span current now (OTel's server span) gets the session id (under
+    ``id_attributes``) and the request attributes. Now, not at close: OTel's ASGI middleware
+    ends that span as soon as the last body byte is sent, before the app returns.
     """
     before = otel_context.get_current()
     if mark_span and before:  # an empty context holds no span: skip the lookup
         span = get_current_span(before)
         if span.is_recording():
-            mark_span_with(span, opened.id, opened.attributes)
+            mark_span_with(span, opened.id, opened.attributes, id_attributes)
     values = {**before, SESSION_ID: opened.id}
     attributes = opened._attributes
     if attributes:
@@ -68,20 +78,32 @@ def attach(opened: Session, mark_span: bool = False, baggage: bool = False) -> T
 detach = otel_context.detach
 
 
-def mark_current_span(session_id: str, attributes: Mapping[str, AttributeValue]) -> None:
+def mark_current_span(
+    session_id: str, attributes: Mapping[str, AttributeValue], id_attributes: tuple[str, ...]
+) -> None:
     """Put the session on the span current now, if it records: for adapters whose server span
     starts inside the session (Flask's, or OTel's WSGI middleware placed inside)."""
     span = get_current_span()
     if span.is_recording():
-        mark_span_with(span, session_id, attributes)
+        mark_span_with(span, session_id, attributes, id_attributes)
 
 
-def mark_span_with(span: Span, session_id: str, attributes: Mapping[str, AttributeValue]) -> None:
-    """Put the session id and the request attributes a server span lacks on ``span``."""
-    span.set_attribute(SESSION_ID, session_id)
+def mark_span_with(
+    span: Span,
+    session_id: str,
+    attributes: Mapping[str, AttributeValue],
+    id_attributes: tuple[str, ...],
+) -> None:
+    """Put the session id and the request attributes a server span lacks on ``span``; what it
+    has already (set by the app or an instrumentation) stays."""
+    present = getattr(span, "attributes", None) or {}
+    missing: dict[str, AttributeValue] = {
+        key: session_id for key in id_attributes if key not in present
+    }
     for key in _SPAN_ATTRIBUTES:
-        if key in attributes:
-            span.set_attribute(key, attributes[key])
+        if key in attributes and key not in present:
+            missing[key] = attributes[key]
+    span.set_attributes(missing)
 
 
 def _metadata(attributes: Mapping[str, AttributeValue], existing: object) -> str:

@@ -17,6 +17,7 @@ import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
+from session_mw._bridge import ID_ATTRIBUTES
 from session_mw._cookies import CookieOptions, SessionCookie
 from session_mw._ids import ID_RULE, generate_id, is_valid_id
 from session_mw._signing import Signer
@@ -112,6 +113,16 @@ def _secret(value: object, key: str) -> object:
     return value
 
 
+def _attribute_names(value: object, key: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise OptionTypeError(
+            f"{key}={value!r}: give a list of attribute names, such as ['session.id']"
+        )
+    if not value or not all(isinstance(name, str) and name for name in value):
+        raise OptionValueError(f"{key}={value!r}: give at least one non-empty attribute name")
+    return tuple(value)
+
+
 def _path_param(value: object, key: str) -> str | None:
     if value is not None and (not isinstance(value, str) or not value):
         raise OptionValueError(f"{key}={value!r}: use a route parameter name such as 'thread_id'")
@@ -174,6 +185,10 @@ class Options:
         cookie on every response that carries the header (for pages without a script).
     :param cookie_options: the cookie's attributes: ``max_age``, ``domain``, ``path``,
         ``samesite``, ``secure``, ``httponly``.
+    :param id_attributes: the attributes the server span gets the id under: ``session.id``
+        (OpenInference, Phoenix, Langfuse) and ``gen_ai.conversation.id`` (OpenTelemetry's GenAI
+        conventions, Logfire, Langfuse, Weave); add a backend's own (``wandb.thread_id``), or
+        leave one out. Give the span and log record processors the same.
 
     Callables may also be given as dotted paths (``"myapp.ids.make_id"``).
     """
@@ -191,6 +206,7 @@ class Options:
     path_param: str | None = _option(None, _path_param)
     cookie_name: str | None = _option(None, _cookie_name)
     cookie_options: CookieOptions | None = _option(None, _cookie_options)
+    id_attributes: tuple[str, ...] = _option(ID_ATTRIBUTES, _attribute_names)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Options)}

@@ -76,6 +76,7 @@ class Pipeline(Generic[R_contra]):
         "from_baggage",
         "generate",
         "header_name",
+        "id_attributes",
         "issue_ids",
         "path_param",
         "reject",
@@ -109,6 +110,7 @@ class Pipeline(Generic[R_contra]):
             self.rule += ", signed by this service"
         self.user_id = options.user_id
         self.baggage = options.baggage
+        self.id_attributes = options.id_attributes
         self.from_baggage = options.from_baggage
         self.trust_incoming = options.trust_incoming
         self.issue_ids = options.issue_ids

@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.util.types import AttributeValue
 
-from session_mw._bridge import attach, detach
+from session_mw._bridge import ID_ATTRIBUTES, attach, detach
 from session_mw._ids import generate_id
 
 __all__ = ["Session", "close_session", "current_session", "open_session", "session"]
@@ -85,10 +85,15 @@ def current_session() -> Session | None:
     return _current.get()
 
 
-def open_session(opened: Session, mark_span: bool = False, baggage: bool = False) -> Opened:
+def open_session(
+    opened: Session,
+    mark_span: bool = False,
+    baggage: bool = False,
+    id_attributes: tuple[str, ...] = ID_ATTRIBUTES,
+) -> Opened:
     """Make ``opened`` the current session until :func:`close_session` is given the result;
-    ``mark_span`` and ``baggage`` as :func:`session_mw._bridge.attach` takes them."""
-    return opened, _current.set(opened), attach(opened, mark_span, baggage)
+    the other arguments as :func:`session_mw._bridge.attach` takes them."""
+    return opened, _current.set(opened), attach(opened, mark_span, baggage, id_attributes)
 
 
 def close_session(opened: Opened) -> None:

@@ -108,7 +108,7 @@ class SessionMiddleware:
         if opened is None:  # issue_ids=False and no usable id: no session, as without us
             await self.app(scope, receive, send_with_session_id if cors else send)
             return
-        entered = open_session(opened, True, pipeline.baggage)
+        entered = open_session(opened, True, pipeline.baggage, pipeline.id_attributes)
         try:
             await self.app(scope, receive, send_with_session_id)
         finally:

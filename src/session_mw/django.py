@@ -78,7 +78,7 @@ class SessionMiddleware:
             return started
         if started is None:  # issue_ids=False and no usable id: no session, as without us
             return self._finish(request, self.get_response(request), None)  # type: ignore[arg-type]
-        entered = open_session(started, True, self._pipeline.baggage)
+        entered = open_session(started, True, self._pipeline.baggage, self._pipeline.id_attributes)
         try:
             response: HttpResponseBase = self.get_response(request)  # type: ignore[assignment]
         finally:
@@ -94,7 +94,7 @@ class SessionMiddleware:
             return started
         if started is None:
             return self._finish(request, await get_response(request), None)
-        entered = open_session(started, True, self._pipeline.baggage)
+        entered = open_session(started, True, self._pipeline.baggage, self._pipeline.id_attributes)
         try:
             response = await get_response(request)
         finally:

@@ -71,6 +71,7 @@ class SessionMiddleware:
         cors = "HTTP_ORIGIN" in environ
         # None: no session, or the app writes the header (issue_ids=False), if anyone does.
         echoed = None if opened is None or not pipeline.issue_ids else opened.id
+        id_attributes = pipeline.id_attributes
 
         def start_response_with_session_id(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -80,7 +81,7 @@ class SessionMiddleware:
                 # streamed body is produced after that): read it here. The server span is
                 # current here whether it started outside the session (OTel's WSGI middleware
                 # outermost) or inside it (Flask's, OTel's middleware inside).
-                mark_current_span(opened.id, opened.attributes)
+                mark_current_span(opened.id, opened.attributes, id_attributes)
             return start_response(
                 status, names.response_headers(headers, echoed, cors, environ), exc_info
             )
@@ -95,7 +96,8 @@ class SessionMiddleware:
     def _run(
         self, context: Context, opened: Session, environ: WSGIEnvironment, start: StartResponse
     ) -> Iterable[bytes]:
-        entered = open_session(opened, False, self._pipeline.baggage)
+        pipeline = self._pipeline
+        entered = open_session(opened, False, pipeline.baggage, pipeline.id_attributes)
         try:
             body = self.wsgi_app(environ, start)
         except BaseException:

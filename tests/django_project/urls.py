@@ -14,5 +14,6 @@ urlpatterns = [
     path("stream/", views.stream),
     path("astream/", views.astream),
     path("traced/", views.traced),
+    path("traced-stream/", views.traced_stream),
     path("drf/", views.DrfWhoami.as_view()),
 ]

@@ -82,3 +82,17 @@ class DrfWhoami(APIView):
 
     def get(self, request: Request) -> Response:
         return Response(seen())
+
+
+def traced_stream(request: HttpRequest) -> StreamingHttpResponse:
+    """An LLM call and a tool call in the view, and one more span in each streamed chunk."""
+    tracer = (PROVIDER or trace.get_tracer_provider()).get_tracer("tests.django_project")
+    with tracer.start_as_current_span("llm"), tracer.start_as_current_span("tool"):
+        pass
+
+    def events() -> Iterator[str]:
+        for n in range(2):
+            with tracer.start_as_current_span(f"chunk {n}"):
+                yield _event(n)
+
+    return StreamingHttpResponse(events(), content_type="text/event-stream")
