@@ -1,11 +1,12 @@
 """A local OTLP/HTTP trace receiver, standing where a backend's endpoint would be (Langfuse,
-Phoenix, any collector): it decodes what exporters really send, protobuf as on the wire."""
+Phoenix, LangSmith, Weave, any collector): it decodes what exporters really send, protobuf as on
+the wire."""
 
 from __future__ import annotations
 
 import gzip
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,15 +16,29 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+
+@dataclass(frozen=True)
+class Exported:
+    """One span as it arrived: where it sits in its trace, and what its resource says."""
+
+    name: str
+    attributes: dict[str, Any]
+    kind: int  # the OTLP enum: 1 internal, 2 server, 3 client
+    trace_id: str
+    span_id: str
+    parent_span_id: str  # "" for a root span
+    resource: dict[str, Any]
 
 
 @dataclass
 class Received:
-    """What the receiver got: every span's name and attributes, and every request's path and
-    headers."""
+    """What the receiver got: every span's name and attributes (``spans``; ``exported`` has the
+    rest of each span), and every request's path and headers."""
 
     spans: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    exported: list[Exported] = field(default_factory=list)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -33,6 +48,10 @@ def _value(value: AnyValue) -> Any:
     if kind == "array_value":
         return [_value(item) for item in value.array_value.values]
     return getattr(value, kind) if kind else None
+
+
+def _attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
+    return {pair.key: _value(pair.value) for pair in pairs}
 
 
 @contextmanager
@@ -49,10 +68,22 @@ def receiver() -> Iterator[tuple[str, Received]]:
             with received.lock:
                 received.requests.append((self.path, dict(self.headers.items())))
                 for resource_spans in export.resource_spans:
+                    resource = _attributes(resource_spans.resource.attributes)
                     for scope_spans in resource_spans.scope_spans:
                         for span in scope_spans.spans:
-                            attributes = {a.key: _value(a.value) for a in span.attributes}
+                            attributes = _attributes(span.attributes)
                             received.spans.append((span.name, attributes))
+                            received.exported.append(
+                                Exported(
+                                    span.name,
+                                    attributes,
+                                    span.kind,
+                                    span.trace_id.hex(),
+                                    span.span_id.hex(),
+                                    span.parent_span_id.hex(),
+                                    resource,
+                                )
+                            )
             reply = ExportTraceServiceResponse().SerializeToString()
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")

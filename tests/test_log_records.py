@@ -96,6 +96,7 @@ def test_the_names_the_id_goes_under_are_configurable() -> None:
     logger = logging.getLogger("tests.sdk-names")
     handler = bridge_handler(provider)
     logger.addHandler(handler)
+    logger.setLevel(logging.INFO)  # not the root's: a Celery worker in another test set it
     logger.propagate = False
     try:
         with session("conv-2"):

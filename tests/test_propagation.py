@@ -85,7 +85,7 @@ def backend_flask() -> Flask:
     return app
 
 
-def gateway(backend: Flask, **options: object) -> FastAPI:
+def gateway(backend: Flask, **options: Any) -> FastAPI:
     """A FastAPI gateway calling a Flask backend over httpx, as two services would."""
     app = FastAPI()
     hooks = {} if options.get("baggage") else httpx_event_hooks()

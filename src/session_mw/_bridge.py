@@ -39,10 +39,7 @@ _SPAN_ATTRIBUTES = ("url.path", "http.route", "user.id")
 
 
 def attach(
-    opened: Session,
-    mark_span: bool = False,
-    baggage: bool = False,
-    id_attributes: tuple[str, ...] = ID_ATTRIBUTES,
+    opened: Session, mark_span: bool, baggage: bool, id_attributes: tuple[str, ...]
 ) -> Token[Context]:
     """Attach an OpenTelemetry context that carries ``opened``; :func:`detach` takes the token.
 
@@ -78,14 +75,12 @@ def attach(
 detach = otel_context.detach
 
 
-def mark_current_span(
-    session_id: str, attributes: Mapping[str, AttributeValue], id_attributes: tuple[str, ...]
-) -> None:
+def mark_current_span(opened: Session, id_attributes: tuple[str, ...]) -> None:
     """Put the session on the span current now, if it records: for adapters whose server span
     starts inside the session (Flask's, or OTel's WSGI middleware placed inside)."""
     span = get_current_span()
     if span.is_recording():
-        mark_span_with(span, session_id, attributes, id_attributes)
+        mark_span_with(span, opened.id, opened.attributes, id_attributes)
 
 
 def mark_span_with(

@@ -15,7 +15,7 @@ import inspect
 import re
 import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 
 from session_mw._bridge import ID_ATTRIBUTES
 from session_mw._cookies import CookieOptions, SessionCookie
@@ -24,6 +24,7 @@ from session_mw._signing import Signer
 
 __all__ = [
     "PREFIX",
+    "Keywords",
     "OptionError",
     "Options",
     "document",
@@ -210,6 +211,26 @@ class Options:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Options)}
+
+
+class Keywords(TypedDict, total=False):
+    """The options as keyword arguments, for type checkers (``**options: Unpack[Keywords]``):
+    :class:`Options`' fields, names and types, as a test checks."""
+
+    header_name: str
+    generator: Callable[[], str] | str | None
+    validator: Callable[[str], object] | str | None
+    on_invalid: Literal["replace", "reject"]
+    user_id: Callable[[Any], object] | str | None
+    baggage: bool
+    from_baggage: bool
+    trust_incoming: bool
+    issue_ids: bool
+    secret: str | bytes | Sequence[str | bytes] | None
+    path_param: str | None
+    cookie_name: str | None
+    cookie_options: CookieOptions | None
+    id_attributes: Sequence[str]
 
 
 def from_keywords(keywords: Mapping[str, object], owner: str = "SessionMiddleware") -> Options:

@@ -58,13 +58,19 @@ class Session:
 
     @property
     def attributes(self) -> Mapping[str, AttributeValue]:
+        if self._late is not None:
+            self._settle()
+        return self._attributes
+
+    def _settle(self) -> None:
+        """Work out the late attributes now, if they are known by now (for adapters whose
+        framework forgets them later)."""
         late = self._late
         if late is not None:
             resolved = late(self._request)
             if resolved is not None:  # None: not known yet (the app has not routed); ask again
                 self._late = self._request = None
                 self._attributes.update(resolved)
-        return self._attributes
 
     def __repr__(self) -> str:
         return f"Session(id={self.id!r}, attributes={dict(self.attributes)!r})"

@@ -14,6 +14,9 @@ from session_mw._scope import close_session, open_session
 
 if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
+    from typing_extensions import Unpack
+
+    from session_mw._options import Keywords
 
 __all__ = ["SessionMiddleware"]
 
@@ -53,7 +56,7 @@ class SessionMiddleware:
         app = SessionMiddleware(FastAPI())
     """
 
-    def __init__(self, app: ASGIApp, /, **options: Any) -> None:
+    def __init__(self, app: ASGIApp, **options: Unpack[Keywords]) -> None:
         self.app = app
         self._pipeline: Pipeline[Scope] = Pipeline(from_keywords(options), _ScopeIO(app))
         pipeline = self._pipeline

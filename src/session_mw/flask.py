@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from session_mw._options import PREFIX, document, from_config, from_keywords, keywords
 from session_mw.wsgi import SessionMiddleware as WsgiSessionMiddleware
 
 if TYPE_CHECKING:
     from flask import Flask
+    from typing_extensions import Unpack
+
+    from session_mw._options import Keywords
 
 __all__ = ["EXTENSION", "SessionMiddleware"]
 
@@ -42,7 +45,7 @@ class SessionMiddleware:
     ``SESSION_MW_*`` key, a string where a bool belongs) raises there, naming the key.
     """
 
-    def __init__(self, app: Flask | None = None, **options: Any) -> None:
+    def __init__(self, app: Flask | None = None, **options: Unpack[Keywords]) -> None:
         from_keywords(options)  # mistakes in the keywords raise here, naming the keyword
         self._defaults = options
         if app is not None:

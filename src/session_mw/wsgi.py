@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextvars import Context, copy_context
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
 from session_mw._bridge import mark_current_span
@@ -11,15 +11,21 @@ from session_mw._headers import HeaderNames
 from session_mw._options import document, from_keywords
 from session_mw._pipeline import Pipeline, Rejected
 from session_mw._routes import PathParams, find_url_map, match_rule
-from session_mw._scope import Opened, Session, close_session, open_session
+from session_mw._scope import Opened, close_session, open_session
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from opentelemetry.util.types import AttributeValue
+    from typing_extensions import Unpack
+
+    from session_mw._options import Keywords
 
 __all__ = ["SessionMiddleware"]
 
 _TEXT = "text/plain; charset=utf-8"
+
+# contextvars.Context.run: calls its argument inside that context.
+Runner = Callable[..., Any]
 
 
 @document(config=False)
@@ -40,9 +46,10 @@ class SessionMiddleware:
         application = SessionMiddleware(application, header_name="X-Session-Id")
     """
 
-    def __init__(self, wsgi_app: WSGIApplication, /, **options: Any) -> None:
+    def __init__(self, wsgi_app: WSGIApplication, **options: Unpack[Keywords]) -> None:
         self.wsgi_app = wsgi_app
         url_map = find_url_map(wsgi_app)  # Flask's, through app.wsgi_app
+        self._werkzeug_routes = url_map is not None
         self._pipeline: Pipeline[WSGIEnvironment] = Pipeline(
             from_keywords(options), _EnvironIO(url_map)
         )
@@ -62,26 +69,28 @@ class SessionMiddleware:
                 environ, environ.get(self._environ_key), _path(environ), environ["REQUEST_METHOD"]
             )
         except Rejected as rejected:
-            body = rejected.body
+            message = rejected.body
             start_response(
-                "400 Bad Request", [("Content-Type", _TEXT), ("Content-Length", str(len(body)))]
+                "400 Bad Request", [("Content-Type", _TEXT), ("Content-Length", str(len(message)))]
             )
-            return [body]
+            return [message]
         names = self._names
         cors = "HTTP_ORIGIN" in environ
         # None: no session, or the app writes the header (issue_ids=False), if anyone does.
         echoed = None if opened is None or not pipeline.issue_ids else opened.id
-        id_attributes = pipeline.id_attributes
 
         def start_response_with_session_id(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Callable[[bytes], object]:
             if opened is not None:
-                # The route is known by now, and Flask forgets it once the view returns (a
-                # streamed body is produced after that): read it here. The server span is
-                # current here whether it started outside the session (OTel's WSGI middleware
-                # outermost) or inside it (Flask's, OTel's middleware inside).
-                mark_current_span(opened.id, opened.attributes, id_attributes)
+                if self._werkzeug_routes:
+                    # The route is known by now, and Flask forgets it once the view returns (a
+                    # streamed body is produced after that): read it here.
+                    opened._settle()
+                # The server span is current here whether it started outside the session
+                # (OTel's WSGI middleware outermost) or inside it (Flask's, OTel's middleware
+                # inside).
+                mark_current_span(opened, pipeline.id_attributes)
             return start_response(
                 status, names.response_headers(headers, echoed, cors, environ), exc_info
             )
@@ -90,20 +99,16 @@ class SessionMiddleware:
             return self.wsgi_app(
                 environ, start_response_with_session_id if cors else start_response
             )
-        context = copy_context()
-        return context.run(self._run, context, opened, environ, start_response_with_session_id)
-
-    def _run(
-        self, context: Context, opened: Session, environ: WSGIEnvironment, start: StartResponse
-    ) -> Iterable[bytes]:
-        pipeline = self._pipeline
-        entered = open_session(opened, False, pipeline.baggage, pipeline.id_attributes)
+        # The request's own context: whatever the app, its body and its close() set there,
+        # the session first, never reaches the caller's.
+        run = copy_context().run
+        entered = run(open_session, opened, False, pipeline.baggage, pipeline.id_attributes)
         try:
-            body = self.wsgi_app(environ, start)
+            body = run(self.wsgi_app, environ, start_response_with_session_id)
         except BaseException:
-            close_session(entered)
+            run(close_session, entered)
             raise
-        return _SessionBody(body, entered, context)
+        return _SessionBody(body, entered, run)
 
 
 class _EnvironIO:
@@ -150,35 +155,36 @@ class _SessionBody:
     body first, so its clean-up code still runs inside the session.
     """
 
-    __slots__ = ("_body", "_context", "_iterator", "_opened")
+    __slots__ = ("_body", "_close_body", "_opened", "_run")
 
-    def __init__(self, body: Iterable[bytes], opened: Opened, context: Context) -> None:
+    def __init__(self, body: Iterable[bytes], opened: Opened, run: Runner) -> None:
         self._body = body
+        self._close_body: Callable[[], object] | None = getattr(body, "close", None)
         self._opened: Opened | None = opened
-        self._context = context
-        self._iterator: Iterator[bytes] | None = None
+        self._run = run  # the request context's run()
 
     def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        iterator = self._iterator
-        if iterator is None:
-            iterator = self._iterator = self._context.run(iter, self._body)
-        try:
-            return self._context.run(next, iterator)
-        except StopIteration:
-            self._context.run(self._close_session)
-            raise
+        run = self._run
+        chunks = run(iter, self._body)
+        while True:
+            # next() with a default: the end comes as a value, not as a StopIteration raised
+            # through run() and caught here (some 1,500 instructions a request).
+            chunk = run(next, chunks, _END)
+            if chunk is _END:
+                opened, self._opened = self._opened, None
+                if opened is not None:  # not closed already
+                    run(close_session, opened)
+                return
+            yield chunk
 
     def close(self) -> None:
-        self._context.run(self._close)
+        if self._close_body is not None or self._opened is not None:  # else nothing to do
+            self._run(self._close)
 
     def _close(self) -> None:
         try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
+            if self._close_body is not None:
+                self._close_body()
         finally:
             self._close_session()
 
@@ -186,3 +192,6 @@ class _SessionBody:
         opened, self._opened = self._opened, None
         if opened is not None:
             close_session(opened)
+
+
+_END: Any = object()
