@@ -1,4 +1,4 @@
-"""A local OTLP/HTTP trace receiver, standing where a backend's endpoint would be (Langfuse,
+"""A local OTLP/HTTP trace and log receiver, standing where a backend's endpoint would be (Langfuse,
 Phoenix, LangSmith, Weave, any collector): it decodes what exporters really send, protobuf as on
 the wire."""
 
@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -35,10 +39,12 @@ class Exported:
 @dataclass
 class Received:
     """What the receiver got: every span's name and attributes (``spans``; ``exported`` has the
-    rest of each span), and every request's path and headers."""
+    rest of each span), every log record's body and attributes (``logs``, sent to ``/v1/logs``),
+    and every request's path and headers."""
 
     spans: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     exported: list[Exported] = field(default_factory=list)
+    logs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # body, attributes
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -64,9 +70,14 @@ def receiver() -> Iterator[tuple[str, Received]]:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
-            export = ExportTraceServiceRequest.FromString(body)
             with received.lock:
                 received.requests.append((self.path, dict(self.headers.items())))
+            if self.path.endswith("/v1/logs"):
+                self._logs(ExportLogsServiceRequest.FromString(body))
+                self._reply(ExportLogsServiceResponse().SerializeToString())
+                return
+            export = ExportTraceServiceRequest.FromString(body)
+            with received.lock:
                 for resource_spans in export.resource_spans:
                     resource = _attributes(resource_spans.resource.attributes)
                     for scope_spans in resource_spans.scope_spans:
@@ -84,7 +95,17 @@ def receiver() -> Iterator[tuple[str, Received]]:
                                     resource,
                                 )
                             )
-            reply = ExportTraceServiceResponse().SerializeToString()
+            self._reply(ExportTraceServiceResponse().SerializeToString())
+
+        def _logs(self, export: ExportLogsServiceRequest) -> None:
+            with received.lock:
+                for resource_logs in export.resource_logs:
+                    for scope_logs in resource_logs.scope_logs:
+                        for record in scope_logs.log_records:
+                            body = _value(record.body)
+                            received.logs.append((body, _attributes(record.attributes)))
+
+        def _reply(self, reply: bytes) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
             self.send_header("Content-Length", str(len(reply)))

@@ -132,3 +132,34 @@ def test_records_logged_during_a_request_carry_its_session_and_route(
 def test_a_wrong_list_of_names_says_what_to_give(names: Any, error: type[Exception]) -> None:
     with pytest.raises(error, match=r"SessionLogRecordProcessor|id_attributes="):
         SessionLogRecordProcessor(names)
+
+
+def test_records_exported_over_otlp_carry_the_session() -> None:
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    from tests.otlp import receiver
+
+    with receiver() as (url, received):
+        provider = LoggerProvider()
+        provider.add_log_record_processor(SessionLogRecordProcessor())
+        provider.add_log_record_processor(
+            SimpleLogRecordProcessor(OTLPLogExporter(endpoint=f"{url}/v1/logs"))
+        )
+        logger = logging.getLogger("tests.otlp-logs")
+        handler = bridge_handler(provider)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        try:
+            with session("conv-4", attributes={"url.path": "/chat"}):
+                logger.info("a turn")
+            logger.info("between turns")
+        finally:
+            logger.removeHandler(handler)
+            provider.shutdown()
+    records = dict(received.logs)
+    assert records["a turn"]["session.id"] == "conv-4"
+    assert records["a turn"]["gen_ai.conversation.id"] == "conv-4"
+    assert records["a turn"]["url.path"] == "/chat"
+    assert "session.id" not in records["between turns"]
+    assert {path for path, _ in received.requests} == {"/v1/logs"}
