@@ -3,7 +3,9 @@
     python -m benchmarks.span_processor [--rounds 21] [--spans 5000]
     python -m benchmarks.span_processor --instructions [5000]   # callgrind
 
-Two set-ups, each with and without the processor: the OpenTelemetry SDK alone (a TracerProvider
+Two set-ups, each without the processor, with it writing the id under one name (``session.id``)
+and with it writing the default two (``session.id`` and ``gen_ai.conversation.id``): the
+OpenTelemetry SDK alone (a TracerProvider
 with no other processor: the SDK's bookkeeping only), and a pipeline as deployed (a
 ``BatchSpanProcessor`` whose exporter drops what it is given, spans started with the five
 attributes an OpenInference LLM instrumentation starts them with). Inside a session opened with
@@ -25,7 +27,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from benchmarks.harness import interleaved
 from benchmarks.instructions import collected
 from session_mw import session
-from session_mw.otel import SessionSpanProcessor
+from session_mw.otel import ID_ATTRIBUTES, SessionSpanProcessor
 
 ATTRIBUTES = {"url.path": "/chat/42", "http.request.method": "POST", "http.route": "/chat/{cid}"}
 # What an OpenInference LLM instrumentation starts a span with.
@@ -37,6 +39,13 @@ LLM = {
     "input.mime_type": "application/json",
 }
 SETUPS = ("SDK alone", "deployed pipeline")
+# The processor's configurations: none, one name, the default two.
+PROCESSORS: dict[str, tuple[str, ...] | None] = {
+    "": None,
+    " + SessionSpanProcessor(session.id)": ("session.id",),
+    " + SessionSpanProcessor() (both names)": ID_ATTRIBUTES,
+}
+WITH = [suffix for suffix, names in PROCESSORS.items() if names is not None]
 PLACES = ("in a session", "no session")
 
 
@@ -47,10 +56,10 @@ class Dropping(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def runner(setup: str, with_processor: bool, in_session: bool) -> Callable[[int], float]:
+def runner(setup: str, names: tuple[str, ...] | None, in_session: bool) -> Callable[[int], float]:
     provider = TracerProvider()
-    if with_processor:  # first, as the README puts it: before the exporting processor
-        provider.add_span_processor(SessionSpanProcessor())
+    if names is not None:  # first, as the README puts it: before the exporting processor
+        provider.add_span_processor(SessionSpanProcessor(names))
     attributes = {"llm.model_name": "m"}
     if setup == "deployed pipeline":
         provider.add_span_processor(BatchSpanProcessor(Dropping()))
@@ -72,15 +81,15 @@ def runner(setup: str, with_processor: bool, in_session: bool) -> Callable[[int]
     return many
 
 
-def name(setup: str, with_processor: bool, where: str) -> str:
-    return f"{setup}{' + SessionSpanProcessor' if with_processor else ''}, {where}"
+def name(setup: str, suffix: str, where: str) -> str:
+    return f"{setup}{suffix}, {where}"
 
 
 def variants() -> dict[str, Callable[[int], float]]:
     return {
-        name(setup, with_processor, where): runner(setup, with_processor, where == PLACES[0])
+        name(setup, suffix, where): runner(setup, names, where == PLACES[0])
         for setup in SETUPS
-        for with_processor in (False, True)
+        for suffix, names in PROCESSORS.items()
         for where in PLACES
     }
 
@@ -89,16 +98,18 @@ def table(per_span: dict[str, float], added: dict[str, float], unit: str) -> Non
     """``added``: per variant with the processor, what it costs over the same set-up without."""
     print(f"| spans | {unit} per span (start+end) | added by the processor | share |")
     print("|---|---:|---:|---:|")
+    fmt = "{:,.0f}" if unit == "instructions" else "{:.2f}"
     for setup in SETUPS:
         for where in PLACES:
-            base, with_it = per_span[name(setup, False, where)], per_span[name(setup, True, where)]
-            fmt = "{:,.0f}" if unit == "instructions" else "{:.2f}"
-            extra = added[name(setup, True, where)]
-            print(f"| {name(setup, False, where)} | {fmt.format(base)} | - | - |")
-            print(
-                f"| {name(setup, True, where)} | {fmt.format(with_it)} "
-                f"| {fmt.format(extra)} | {extra / base:.1%} |"
-            )
+            base = per_span[name(setup, "", where)]
+            print(f"| {name(setup, '', where)} | {fmt.format(base)} | - | - |")
+            for suffix in WITH:
+                variant = name(setup, suffix, where)
+                extra = added[variant]
+                print(
+                    f"| {variant} | {fmt.format(per_span[variant])} "
+                    f"| {fmt.format(extra)} | {extra / base:.1%} |"
+                )
 
 
 def instructions(n: int) -> None:
@@ -109,9 +120,10 @@ def instructions(n: int) -> None:
         runs = [collected([*command, str(spans)]) for spans in (n, 0)]
         per_span[variant] = (runs[0] - runs[1]) / n
     added = {
-        name(setup, True, where): per_span[name(setup, True, where)]
-        - per_span[name(setup, False, where)]
+        name(setup, suffix, where): per_span[name(setup, suffix, where)]
+        - per_span[name(setup, "", where)]
         for setup in SETUPS
+        for suffix in WITH
         for where in PLACES
     }
     table(per_span, added, "instructions")
@@ -133,13 +145,14 @@ def main() -> None:
     args = parser.parse_args()
     times = interleaved(variants(), rounds=args.rounds, n=args.spans)
     added = {  # the median over rounds of the difference within each round
-        name(setup, True, where): statistics.median(
+        name(setup, suffix, where): statistics.median(
             w - b
             for w, b in zip(
-                times[name(setup, True, where)], times[name(setup, False, where)], strict=True
+                times[name(setup, suffix, where)], times[name(setup, "", where)], strict=True
             )
         )
         for setup in SETUPS
+        for suffix in WITH
         for where in PLACES
     }
     table({variant: statistics.median(t) for variant, t in times.items()}, added, "median us")
