@@ -1,7 +1,8 @@
 """A Celery app for the tests: its tasks report the session they run in.
 
 In process (``memory://``) by default; the real-worker test points it at a Redis through
-``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND``.
+``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND``. Some of its tasks are made before
+``install(app)``, as applications do without meaning to: ``install`` reaches them all.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 import os
 from typing import Any
 
-from celery import Celery, Task, chain, group
+from celery import Celery, Task, chain, group, shared_task
 from celery.result import GroupResult
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
@@ -34,6 +35,53 @@ app = Celery(
     backend=os.environ.get("CELERY_RESULT_BACKEND", "cache+memory://"),
 )
 app.conf.update(QUICK, task_serializer="json", result_serializer="json", accept_content=["json"])
+
+
+def report() -> dict[str, Any]:
+    """What a task sees: its session's id and attributes (``None`` and ``{}`` without one), and
+    the OpenTelemetry context value ``session.id``."""
+    opened = current_session()
+    return {
+        "id": None if opened is None else opened.id,
+        "attributes": {} if opened is None else dict(opened.attributes),
+        "otel": otel_context.get_value("session.id"),
+    }
+
+
+# Made before install(app) below.
+
+
+@app.task
+def early() -> dict[str, Any]:
+    """Evaluated before install, below (as pytest collection, or a module that reads a task's
+    name at import, does): made with Celery's plain task class."""
+    return report()
+
+
+class Audited(Task):  # type: ignore[type-arg]
+    """A task base class of the application's own, with a ``__call__`` of its own."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        opened = current_session()  # the session is open around this class's __call__ too
+        return {
+            "audited in": None if opened is None else opened.id,
+            **super().__call__(*args, **kwargs),
+        }
+
+
+@app.task(base=Audited)
+def audited() -> dict[str, Any]:
+    return report()
+
+
+@shared_task(name="tests.celery_app.shared")
+def shared() -> dict[str, Any]:
+    """Every app finalized from now on makes it, in this process: this one after install,
+    others (tests.test_celery) before theirs."""
+    return report()
+
+
+MADE_BEFORE_INSTALL = [early.name, audited.name]  # evaluated: both tasks exist now
 install(app)
 install(app)  # a second call changes nothing
 
@@ -47,15 +95,9 @@ tracing.add_span_processor(SimpleSpanProcessor(spans))
 
 @app.task
 def whoami() -> dict[str, Any] | None:
-    """What the task sees of its session: id, attributes, the OTel context value."""
-    opened = current_session()
-    if opened is None:
-        return None
-    return {
-        "id": opened.id,
-        "attributes": dict(opened.attributes),
-        "otel": otel_context.get_value("session.id"),
-    }
+    """What the task sees of its session (:func:`report`), ``None`` without one."""
+    seen = report()
+    return None if seen["id"] is None else seen
 
 
 @app.task
