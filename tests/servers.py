@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -70,6 +71,21 @@ def running(
             process.wait()
         if process.stdout:
             process.stdout.close()
+
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+@contextmanager
+def redis() -> Iterator[str]:
+    """A redis-server of its own on a free loopback port (Debian's: ``apt-get install
+    redis-server``); yields its URL."""
+    if not os.path.exists(REDIS):
+        raise RuntimeError(f"no redis-server at {REDIS}: apt-get install redis-server")
+    port = free_port()
+    args = [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with running(args, port, program=True):
+        yield f"redis://127.0.0.1:{port}"
 
 
 def gunicorn(app: str, port: int) -> list[str]:

@@ -10,7 +10,6 @@ import asyncio
 import contextvars
 import logging
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -45,7 +44,7 @@ from tests.celery_app import (
     spawn_group,
     whoami,
 )
-from tests.servers import ROOT, free_port, running
+from tests.servers import ROOT, redis
 
 TIMEOUT = 30
 
@@ -389,17 +388,8 @@ def test_the_celery_instrumentation_and_the_session_nest_in_either_order(
 
 # Real worker processes with a Redis broker.
 
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
-@contextmanager
-def redis() -> Iterator[str]:
-    if not os.path.exists(REDIS):
-        pytest.fail(f"no redis-server at {REDIS}: apt-get install redis-server")
-    port = free_port()
-    args = [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    with running(args, port, program=True):
-        yield f"redis://127.0.0.1:{port}"
 
 
 @contextmanager

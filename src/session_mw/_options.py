@@ -109,8 +109,8 @@ def _secret(value: object, key: str) -> object:
         raise OptionTypeError(f"{key}: give a str or bytes secret, or a list of them, newest first")
     try:
         Signer(secrets)
-    except ValueError as error:
-        raise OptionValueError(f"{key}: {error}") from None
+    except ValueError as error:  # its message starts "secret: "
+        raise OptionValueError(f"{key}: {str(error).removeprefix('secret: ')}") from None
     return value
 
 
@@ -290,6 +290,8 @@ def _check_together(options: Options, key: Callable[[str], str]) -> None:
         raise OptionValueError(
             f"{key('cookie_options')} without {key('cookie_name')}: set cookie_name too"
         )
+    if not options.issue_ids and options.generator is None:
+        return  # no id is ever made (a task worker's, an MCP server's): nothing to check
     # The generator's ids must pass the validator, or every new session would be refused.
     sample = (options.generator or generate_id)()
     validator = options.validator or is_valid_id
