@@ -178,7 +178,10 @@ class _SessionBody:
             yield chunk
 
     def close(self) -> None:
-        if self._close_body is not None or self._opened is not None:  # else nothing to do
+        if self._opened is None:  # exhausted already: the app's close alone, if it has one
+            if self._close_body is not None:
+                self._run(self._close_body)
+        else:
             self._run(self._close)
 
     def _close(self) -> None:
