@@ -389,9 +389,6 @@ def test_the_celery_instrumentation_and_the_session_nest_in_either_order(
 # Real worker processes with a Redis broker.
 
 
-
-
-
 @contextmanager
 def real_worker(module: str, pool: str) -> Iterator[Celery[Any]]:
     """A ``celery worker`` process for ``module``'s app, on a Redis of its own, and an app

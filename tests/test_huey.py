@@ -286,9 +286,6 @@ def test_a_span_made_in_the_task_carries_the_session(
 # Real consumer processes against a real Redis.
 
 
-
-
-
 @contextmanager
 def consumer(url: str, worker_type: str) -> Iterator[list[str]]:
     """``huey_consumer tests.huey_app.huey`` on ``url`` until the block ends; then its log."""

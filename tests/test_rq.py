@@ -274,10 +274,6 @@ def test_a_span_made_in_the_job_carries_the_session(
 # Real worker processes against a real Redis.
 
 
-
-
-
-
 def rq_worker(url: str, *options: str) -> str:
     """Run ``rq worker --burst`` on the queue ``chat`` until it is empty; its log."""
     command = [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", url]
