@@ -83,10 +83,12 @@ class SessionMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Callable[[bytes], object]:
             if opened is not None:
-                if self._werkzeug_routes:
-                    # The route is known by now, and Flask forgets it once the view returns (a
-                    # streamed body is produced after that): read it here.
-                    opened._settle()
+                if self._werkzeug_routes and opened._late is not None:
+                    # Flask forgets its request (so the route) in the environ once the view
+                    # returns, and a streamed body is produced after that: the late route is
+                    # read from the request itself from now on. (Reading the route now costs
+                    # two Python calls a request; this, none.)
+                    opened._request = environ.get("werkzeug.request") or environ
                 # The server span is current here whether it started outside the session
                 # (OTel's WSGI middleware outermost) or inside it (Flask's, OTel's middleware
                 # inside).
@@ -128,11 +130,12 @@ class _EnvironIO:
     def baggage_header(self, environ: WSGIEnvironment) -> str | None:
         return environ.get("HTTP_BAGGAGE")
 
-    def late_route(self, environ: WSGIEnvironment) -> dict[str, AttributeValue] | None:
+    def late_route(self, routing: Any) -> dict[str, AttributeValue] | None:
         # Werkzeug (so Flask) keeps the request in the environ; Flask puts the matched rule,
         # with its blueprint prefix, on it once routing ran, or the routing error when nothing
-        # matched.
-        request = environ.get("werkzeug.request")
+        # matched. ``routing``: the environ (a dict, PEP 3333), or that request itself once
+        # the response has started.
+        request = routing.get("werkzeug.request") if type(routing) is dict else routing
         rule = getattr(request, "url_rule", None)
         if rule is not None:
             return {"http.route": rule.rule}
