@@ -1,6 +1,7 @@
 """End to end against a real Phoenix: three concurrent conversations of three turns through the
 FastAPI example and its model service, each exactly one Phoenix session holding every trace; two
-concurrent MCP clients of the MCP example, each one Phoenix session under its Mcp-Session-Id.
+concurrent MCP clients of the MCP example, each one Phoenix session under its Mcp-Session-Id;
+an agent's conversation through two MCP client sessions, one Phoenix session.
 
 Phoenix is large and lives in its own environment: ``scripts/phoenix-env`` makes it, and
 ``.ci/run`` runs this file on its own step (``scripts/test -m phoenix``).
@@ -223,3 +224,92 @@ def test_each_mcp_client_session_is_one_phoenix_session(phoenix: str, tmp_path: 
             "tools/call session_id",
         ]
         assert names.count("chat") == names.count("fake-llm") == 1
+
+
+@pytest.mark.above_floors  # the MCP SDK 2 needs OpenTelemetry API >= 1.28
+def test_an_agents_conversation_is_one_phoenix_session_across_mcp_clients(
+    phoenix: str, tmp_path: Path
+) -> None:
+    """An agent's conversation reaches the MCP example through two MCP client sessions (the
+    2026-07-28 protocol, then the handshake-era one with an Mcp-Session-Id of its own), the id in
+    each request's _meta: the agent's spans and the server's are one Phoenix session, the
+    conversation's, and the example's chat tool counts its turns across both."""
+    import uuid
+    from collections import Counter
+
+    from mcp import Client
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from session_mw import session
+    from session_mw.mcp import session_transport
+    from session_mw.otel import SessionSpanProcessor
+
+    project = "session-mw-mcp-agent"
+    conversation = f"conv-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    env = {
+        **os.environ,
+        "PHOENIX_COLLECTOR_ENDPOINT": phoenix,
+        "PHOENIX_PROJECT_NAME": project,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "PORT": str(port),
+    }
+    # The agent's own tracing, into the same Phoenix project as the server's.
+    resource = Resource({"service.name": "agent", "openinference.project.name": project})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(SessionSpanProcessor())
+    exporter = OTLPSpanExporter(endpoint=f"{phoenix}/v1/traces")
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("agent")
+
+    async def agent(url: str) -> list[str]:
+        replies = []
+        with session(conversation):
+            for mode, message in (("auto", "hi"), ("legacy", "bye")):
+                attributes = {"openinference.span.kind": "AGENT", "input.value": message}
+                with tracer.start_as_current_span("agent turn", attributes=attributes):
+                    async with Client(session_transport(url), mode=mode) as client:
+                        result = await client.call_tool("chat", {"message": message})
+                replies.append(result.content[0].text)  # type: ignore[union-attr]
+        return replies
+
+    with (
+        (tmp_path / "server.log").open("w") as log,
+        running(["examples.mcp_server.app"], port, env=env, log=log) as url,
+    ):
+        replies = asyncio.run(agent(f"{url}/mcp"))
+    provider.shutdown()
+    assert replies == ["Turn 1: you said 'hi'.", "Turn 2: you said 'bye'."]
+
+    # Per turn: the agent's span, the server's tools/list and tools/call, the chat tool's span
+    # and its fake-llm; the first client's server/discover, the second's initialize and
+    # notifications/initialized (a trace of its own), each in the conversation through _meta.
+    expected = Counter(
+        {
+            "agent turn": 2,
+            "tools/list": 2,
+            "tools/call chat": 2,
+            "chat": 2,
+            "fake-llm": 2,
+            "server/discover": 1,
+            "initialize": 1,
+            "notifications/initialized": 1,
+        }
+    )
+    spans = stored_spans(
+        phoenix, project, lambda spans: Counter(s["name"] for s in spans) >= expected
+    )
+    assert Counter(s["name"] for s in spans) == expected
+    assert {s["attributes"].get("session.id") for s in spans} == {conversation}
+    sessions = {s["session_id"]: s for s in collect(phoenix, "sessions", project)}
+    assert set(sessions) == {conversation}
+    traces = {s["context"]["trace_id"] for s in spans}
+    assert {t["trace_id"] for t in sessions[conversation]["traces"]} == traces
+    # Each agent turn is one trace, across both processes: the SDK carries it in _meta.
+    for turn in (s for s in spans if s["name"] == "agent turn"):
+        trace = turn["context"]["trace_id"]
+        names = {s["name"] for s in spans if s["context"]["trace_id"] == trace}
+        assert {"agent turn", "tools/call chat", "chat", "fake-llm"} <= names

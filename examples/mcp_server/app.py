@@ -1,15 +1,19 @@
-"""An MCP server whose tool calls session-mw groups into one session per MCP client session.
+"""An MCP server whose tool calls session-mw groups by conversation.
 
 Run it with ``scripts/example mcp`` (port 8002); its streamable-HTTP endpoint is
-``http://127.0.0.1:8002/mcp``. Any MCP client will do, the SDK's for one::
+``http://127.0.0.1:8002/mcp``. An agent that names its conversation gets every tool call in that
+conversation's session, whichever MCP client session it comes through: ``session_transport``
+puts the id in each request's ``_meta``, which ``SessionServerMiddleware`` reads::
 
-    async with mcp.Client("http://127.0.0.1:8002/mcp", mode="legacy") as client:
-        await client.call_tool("chat", {"message": "hi"})
+    with session("conv-a"):
+        async with mcp.Client(session_transport("http://127.0.0.1:8002/mcp")) as client:
+            await client.call_tool("chat", {"message": "hi"})
 
-The MCP server issues ``Mcp-Session-Id`` when a client initializes, and the client sends it on
-every later request: session-mw takes that id as the session (``issue_ids=False``: it never
-makes one of its own), so every tool call of one client lands in one Phoenix session. Spans go to
-the console, or to Phoenix when ``PHOENIX_COLLECTOR_ENDPOINT`` is set.
+Any other MCP client gets one session per MCP client session (handshake-era protocol:
+``mcp.Client(url, mode="legacy")``): the server issues ``Mcp-Session-Id`` when a client
+initializes, the client sends it on every later request, and session-mw takes that id as the
+session (``issue_ids=False``: it never makes one of its own). Spans go to the console, or to
+Phoenix when ``PHOENIX_COLLECTOR_ENDPOINT`` is set.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from examples.fastapi_app.app import local_model
 from examples.fastapi_app.telemetry import tracer_provider
 from session_mw import SessionMiddleware, current_session
+from session_mw.mcp import SessionServerMiddleware
 
 
 def create_app(
@@ -30,12 +35,13 @@ def create_app(
 ) -> SessionMiddleware:
     provider = provider or tracer_provider("mcp-tools")
     tracer = provider.get_tracer("examples.mcp_server")
-    turns: defaultdict[str, int] = defaultdict(int)  # tool calls so far per MCP session
-    server = MCPServer("session-mw chat tools")
+    turns: defaultdict[str, int] = defaultdict(int)  # tool calls so far per session
+    # Each request in the conversation its _meta names, over the MCP session's (innermost wins).
+    server = MCPServer("session-mw chat tools", middleware=[SessionServerMiddleware()])
 
     @server.tool()
     async def chat(message: str) -> str:
-        """Answer a message: the reply counts the turns of this MCP session."""
+        """Answer a message: the reply counts the turns of this session."""
         opened = current_session()
         key = "" if opened is None else opened.id
         turns[key] += 1

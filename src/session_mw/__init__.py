@@ -7,7 +7,10 @@ Starlette, Flask, Django, Celery nor the OpenTelemetry SDK:
 
 - ``session_mw.asgi`` (Starlette, FastAPI, any ASGI app), ``session_mw.wsgi`` (any WSGI app),
   ``session_mw.flask`` (the Flask extension), ``session_mw.django`` (Django's ``MIDDLEWARE``);
-- ``session_mw.celery`` (tasks keep the publisher's session);
+- ``session_mw.celery``, ``session_mw.rq``, ``session_mw.huey``, ``session_mw.dramatiq``,
+  ``session_mw.taskiq``, ``session_mw.arq`` (background jobs keep the publisher's session) and
+  ``session_mw.threads`` (thread pools);
+- ``session_mw.mcp`` (an agent's conversation reaches the MCP server's tools, any transport);
 - ``session_mw.otel`` (the OpenTelemetry SDK span processor), ``session_mw.logs`` (logging and
   structlog), ``session_mw.clients`` and ``session_mw.propagation`` (outgoing calls).
 
