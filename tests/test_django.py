@@ -175,7 +175,7 @@ def test_callables_by_dotted_path() -> None:
         ("SESSION_MW_HEADER_NAME", "X Session", "SESSION_MW_HEADER_NAME='X Session' is not a"),
         ("SESSION_MW_ON_INVALID", "drop", "SESSION_MW_ON_INVALID='drop': use 'replace'"),
         ("SESSION_MW_GENERATOR", "nowhere.make_id", "SESSION_MW_GENERATOR='nowhere.make_id'"),
-        ("SESSION_MW_SECRET", "short", "SESSION_MW_SECRET: secret"),
+        ("SESSION_MW_SECRET", "short", "SESSION_MW_SECRET: give one secret"),
         ("SESSION_MW_COOKIE_NAME", "s id", "SESSION_MW_COOKIE_NAME='s id' is not a valid"),
         ("SESSION_MW_TRUST_INCOMING", "false", "SESSION_MW_TRUST_INCOMING='false' is not a bool"),
         ("SESSION_MW_ON_INVALD", "reject", "did you mean 'SESSION_MW_ON_INVALID'"),

@@ -15,6 +15,7 @@ from flask import Flask, Response, stream_with_context
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.trace import SpanKind
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.testclient import TestClient
@@ -34,13 +35,11 @@ def traced(names: list[str]) -> tuple[TracerProvider, InMemorySpanExporter]:
     return provider, exporter
 
 
-def assert_every_span_carries(
-    spans: tuple[ReadableSpan, ...], sid: str, names: list[str], server: str
-) -> None:
+def assert_every_span_carries(spans: tuple[ReadableSpan, ...], sid: str, names: list[str]) -> None:
     # The instrumentation's server span is a trace root. (Spans made while Flask or Django
     # stream a body are roots of their own: their instrumentations have ended the server span's
     # context by then. They are in the conversation all the same.)
-    (root,) = [span for span in spans if span.name == server]
+    (root,) = [span for span in spans if span.kind is SpanKind.SERVER]
     assert root.parent is None
     for span in spans:
         attributes = dict(span.attributes or {})
@@ -82,7 +81,7 @@ def test_fastapi(names: list[str]) -> None:
     spans = exporter.get_finished_spans()
     made = {span.name for span in spans}
     assert {"llm", "tool", "chunk 0", "chunk 1", "background task", "POST /chat/{cid}"} <= made
-    assert_every_span_carries(spans, "conv-1", names, "POST /chat/{cid}")
+    assert_every_span_carries(spans, "conv-1", names)
 
 
 @pytest.mark.parametrize("names", NAMES, ids=["default", "weave"])
@@ -112,8 +111,8 @@ def test_flask(names: list[str]) -> None:
     finally:
         instrumentor.uninstrument_app(app)  # type: ignore[no-untyped-call]
     spans = exporter.get_finished_spans()
-    assert {"llm", "tool", "chunk 0", "chunk 1", "POST /chat/<cid>"} <= {s.name for s in spans}
-    assert_every_span_carries(spans, "conv-1", names, "POST /chat/<cid>")
+    assert {"llm", "tool", "chunk 0", "chunk 1"} <= {s.name for s in spans}
+    assert_every_span_carries(spans, "conv-1", names)
 
 
 @pytest.mark.above_floors  # opentelemetry-instrumentation-django needs OpenTelemetry API >= 1.28
@@ -138,4 +137,4 @@ def test_django(names: list[str]) -> None:
         views.PROVIDER = None
     spans = exporter.get_finished_spans()
     assert {"llm", "tool", "chunk 0", "chunk 1"} <= {span.name for span in spans}
-    assert_every_span_carries(spans, "conv-1", names, "GET traced-stream/")
+    assert_every_span_carries(spans, "conv-1", names)
