@@ -64,9 +64,12 @@ class SessionMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         pipeline = self._pipeline
+        path: str = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        if not path.isascii():  # PEP 3333 hands the path over as latin-1; clients send UTF-8
+            path = path.encode("latin-1").decode("utf-8", "replace")
         try:
             opened = pipeline.begin(
-                environ, environ.get(self._environ_key), _path(environ), environ["REQUEST_METHOD"]
+                environ, environ.get(self._environ_key), path, environ["REQUEST_METHOD"]
             )
         except Rejected as rejected:
             message = rejected.body
@@ -142,12 +145,6 @@ class _EnvironIO:
         if request is None or getattr(request, "routing_exception", None) is not None:
             return {}  # not a Werkzeug app, or no route matched: no http.route, for good
         return None  # Flask has not routed yet
-
-
-def _path(environ: WSGIEnvironment) -> str:
-    path: str = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-    # PEP 3333 hands the path over as latin-1; clients send UTF-8.
-    return path if path.isascii() else path.encode("latin-1").decode("utf-8", "replace")
 
 
 class _SessionBody:
