@@ -5,7 +5,7 @@ Each :class:`Adapter` builds, from the options as keywords (``header_name``, ``p
 ...), an app with the same routes in its framework's idiom:
 
 ========================  ========================  ===========================================
-route                     Flask                     Django
+route                     Flask, Quart              Django
 ========================  ========================  ===========================================
 ``/threads/{thread_id}``  ``/threads/<thread_id>``  ``threads/<str:thread_id>/``
 ``/plain``                ``/plain``                ``plain/``
@@ -13,25 +13,34 @@ route                     Flask                     Django
 ``/n/{n:int}``            ``/n/<int:n>``            ``n/<int:n>/``
 ========================  ========================  ===========================================
 
+Litestar writes ``/threads/{thread_id:str}`` (a ``Router`` for ``/api``), Falcon writes the
+Starlette templates as they are (it has no prefixes: ``/api/v1/...`` is one template).
+
 Every endpoint answers ``"<session id> <http.route>"`` (``"none"`` outside a session) and sets a
 ``theme=dark`` cookie; query parameters make it write what an app may write itself: ``own_id``
 its own ``X-Session-Id`` header, ``own_cookie`` its own ``sid`` cookie, ``expose`` its own
 ``Access-Control-Expose-Headers``. :func:`fetch` sends a request through the adapter's real test
-client (Starlette's ``TestClient``, Werkzeug's ``Client``, Django's ``Client``) and checks that
+client (Starlette's and Litestar's ``TestClient``, Werkzeug's ``Client``, Django's ``Client``,
+Quart's ``test_client()``, Falcon's ``falcon.testing`` request simulation) and checks that
 nothing of it stays current in the caller.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_project.settings")
 
 import django
+import falcon
+import falcon.asgi
+import falcon.testing
+import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client as DjangoClient
 from django.test import override_settings
@@ -49,9 +58,15 @@ from starlette.testclient import TestClient
 from session_mw import current_session
 from session_mw.asgi import SessionMiddleware as AsgiSessionMiddleware
 from session_mw.django import SessionMiddleware as DjangoSessionMiddleware
+from session_mw.falcon import SessionMiddleware as FalconSessionMiddleware
 from session_mw.flask import SessionMiddleware as FlaskSessionMiddleware
 from session_mw.wsgi import SessionMiddleware as WsgiSessionMiddleware
 from tests.clients import wsgi_get
+
+if TYPE_CHECKING:
+    import quart
+    from litestar import Request as LitestarRequest
+    from litestar import Response as LitestarResponse
 
 django.setup()
 
@@ -95,6 +110,12 @@ class Adapter:
     name = ""
     #: What a configuration mistake raises at build time.
     config_error: type[Exception] = ValueError
+    #: Whether the adapter reaches the answer to a request that no route matched (Litestar's
+    #: middleware does not: its router answers those before any middleware runs).
+    reaches_unrouted = True
+    #: The marks of its tests (``above_floors``: its framework needs newer releases than the
+    #: declared floors of the others, so the lowest run has it not).
+    marks: tuple[pytest.MarkDecorator, ...] = ()
 
     def build(self, options: Options) -> App:
         raise NotImplementedError
@@ -303,7 +324,248 @@ def _django_part(match: re.Match[str]) -> str:
     return f"<{converter or 'str'}:{name}>"
 
 
-ADAPTERS: list[Adapter] = [_Starlette(), _FastAPI(), _Wsgi(), _Flask(), _Django()]
+# Litestar: the plugin, and the middleware alone in Litestar(middleware=[...])
+
+
+def _litestar_app(sessions: dict[str, Any]) -> Any:
+    import litestar
+    from litestar.datastructures import Cookie
+
+    def handler(paths: list[str]) -> Any:
+        async def endpoint(request: LitestarRequest[Any, Any, Any]) -> LitestarResponse[str]:
+            query = request.query_params
+            headers = {}
+            cookies = [Cookie(key="theme", value="dark")]
+            if "own_cookie" in query:
+                cookies.append(Cookie(key="sid", value=query["own_cookie"]))
+            if "own_id" in query:
+                headers["x-session-id"] = query["own_id"]
+            if "expose" in query:
+                headers["access-control-expose-headers"] = query["expose"]
+            return litestar.Response(
+                seen(), media_type="text/plain", headers=headers, cookies=cookies
+            )
+
+        # One handler on two paths (/threads/... and /plain): the route is the path it matched.
+        # Its annotations name classes imported here, not globals: Litestar is told.
+        names = {"LitestarRequest": litestar.Request, "LitestarResponse": litestar.Response}
+        return litestar.get(paths, signature_namespace=names)(endpoint)
+
+    api = litestar.Router("/api", route_handlers=[handler(["/v1/threads/{thread_id:str}"])])
+    handlers = [handler(["/threads/{thread_id:str}", "/plain"]), handler(["/n/{n:int}"]), api]
+    # No logging_config: Litestar's would replace the root logger's handlers (pytest's too).
+    return litestar.Litestar(
+        route_handlers=handlers, openapi_config=None, logging_config=None, **sessions
+    )
+
+
+class _Litestar(Adapter):
+    """The plugin: the middleware on the app, and a before_send hook for unrouted answers.
+
+    Litestar (>= 2.15, for ASGIMiddleware) loads its pydantic plugin when pydantic is there,
+    and that needs pydantic >= 2.5, above FastAPI 0.100's: imported only here, and its tests
+    are above the floors."""
+
+    name = "litestar"
+    marks = (pytest.mark.above_floors,)
+
+    def build(self, options: Options) -> App:
+        from session_mw.litestar import SessionPlugin
+
+        return App(self, _litestar_app({"plugins": [SessionPlugin(**options)]}))
+
+    def request(self, target: Any, path: str, headers: dict[str, str], https: bool) -> Answer:
+        from litestar.testing import TestClient as LitestarTestClient
+
+        base = "https://testserver.local" if https else "http://testserver.local"
+        with LitestarTestClient(target, base_url=base) as client:
+            reply = client.get(path, headers=headers)
+        return Answer(
+            reply.status_code,
+            reply.text,
+            reply.headers.get_list("x-session-id"),
+            reply.headers.get_list("set-cookie"),
+            reply.headers.get("access-control-expose-headers"),
+        )
+
+    def route(self, template: str) -> str:
+        return re.sub(r"\{(\w+)\}", r"{\1:str}", template)
+
+
+class _LitestarMiddleware(_Litestar):
+    """``Litestar(middleware=[SessionMiddleware(...)])``: every routed request."""
+
+    name = "litestar-middleware"
+    reaches_unrouted = False
+
+    def build(self, options: Options) -> App:
+        from session_mw.litestar import SessionMiddleware
+
+        return App(self, _litestar_app({"middleware": [SessionMiddleware(**options)]}))
+
+
+# Quart: the extension, configured through app.config["SESSION_MW_<NAME>"]
+
+
+class _Quart(_Werkzeug):
+    """Quart needs Flask >= 3 (Quart 0.18 needs blinker < 1.6, Flask 2.3 blinker >= 1.6.2): it
+    is imported only here, and its tests are above the floors."""
+
+    name = "quart"
+    marks = (pytest.mark.above_floors,)
+
+    def build(self, options: Options) -> App:
+        import quart
+
+        from session_mw.quart import SessionMiddleware as QuartSessionMiddleware
+
+        async def endpoint(**params: Any) -> quart.Response:
+            query = quart.request.args
+            response = quart.Response(seen(), mimetype="text/plain")
+            response.set_cookie("theme", "dark")
+            if "own_cookie" in query:
+                response.set_cookie("sid", query["own_cookie"])
+            if "own_id" in query:
+                response.headers["x-session-id"] = query["own_id"]
+            if "expose" in query:
+                response.headers["Access-Control-Expose-Headers"] = query["expose"]
+            return response
+
+        app = quart.Quart(__name__)
+        app.add_url_rule("/threads/<thread_id>", view_func=endpoint)
+        app.add_url_rule("/plain", view_func=endpoint, endpoint="plain")
+        app.add_url_rule("/n/<int:n>", view_func=endpoint, endpoint="n")
+        api = quart.Blueprint("api", __name__, url_prefix="/api")
+        api.add_url_rule("/v1/threads/<thread_id>", view_func=endpoint)
+        app.register_blueprint(api)
+        app.config.update({f"SESSION_MW_{name.upper()}": value for name, value in options.items()})
+        QuartSessionMiddleware().init_app(app)
+        return App(self, app)
+
+    def request(self, target: Any, path: str, headers: dict[str, str], https: bool) -> Answer:
+        path, _, query = path.partition("?")
+
+        async def get() -> quart.Response:
+            client = target.test_client(use_cookies=False)
+            return await client.get(  # type: ignore[no-any-return]
+                path,
+                headers=headers,
+                query_string=_query(query),
+                scheme="https" if https else "http",
+            )
+
+        response = asyncio.run(get())
+        return Answer(
+            response.status_code,
+            asyncio.run(response.get_data(as_text=True)),
+            response.headers.getlist("X-Session-Id"),
+            response.headers.getlist("Set-Cookie"),
+            response.headers.get("Access-Control-Expose-Headers"),
+        )
+
+
+def _query(query: str) -> dict[str, str]:
+    return dict(part.partition("=")[::2] for part in query.split("&") if part)
+
+
+# Falcon: the wrapper around a falcon.App (WSGI) and around a falcon.asgi.App (ASGI)
+
+
+class _FalconResource:
+    def on_get(self, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = seen()
+        resp.set_cookie("theme", "dark", secure=False)
+        query: dict[str, str] = req.params  # type: ignore[assignment]  # one value each here
+        if "own_cookie" in query:
+            resp.set_cookie("sid", query["own_cookie"], secure=False)
+        if "own_id" in query:
+            resp.set_header("X-Session-Id", query["own_id"])
+        if "expose" in query:
+            resp.set_header("Access-Control-Expose-Headers", query["expose"])
+
+
+class _AsyncFalconResource(_FalconResource):
+    async def on_get(  # type: ignore[override]
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, **params: Any
+    ) -> None:
+        super().on_get(req, resp, **params)
+
+
+def _falcon_routes(app: Any, resource: object) -> None:
+    for template in ("/threads/{thread_id}", "/plain", "/api/v1/threads/{thread_id}", "/n/{n:int}"):
+        app.add_route(template, resource)
+
+
+class _Falcon(Adapter):
+    """The wrapper around a ``falcon.App``, requests simulated with ``falcon.testing``'s
+    environ and ``start_response`` (its ``Result`` keeps one of repeated headers only)."""
+
+    name = "falcon"
+
+    def build(self, options: Options) -> App:
+        app = falcon.App()
+        _falcon_routes(app, _FalconResource())
+        return App(self, FalconSessionMiddleware(app, **options))
+
+    def request(self, target: Any, path: str, headers: dict[str, str], https: bool) -> Answer:
+        path, _, query = path.partition("?")
+        environ = falcon.testing.create_environ(
+            path, query, headers=headers, scheme="https" if https else "http"
+        )
+        start_response = falcon.testing.StartResponseMock()
+        body = target(environ, start_response)
+        try:
+            data = b"".join(body)
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+        return _falcon_answer(start_response.status, start_response.headers, data)
+
+
+class _FalconAsgi(_Falcon):
+    name = "falcon-asgi"
+
+    def build(self, options: Options) -> App:
+        app = falcon.asgi.App()
+        _falcon_routes(app, _AsyncFalconResource())
+        return App(self, FalconSessionMiddleware(app, **options))
+
+    def request(self, target: Any, path: str, headers: dict[str, str], https: bool) -> Answer:
+        path, _, query = path.partition("?")
+        scope = falcon.testing.create_scope(
+            path, query, headers=headers, scheme="https" if https else "http"
+        )
+        events = falcon.testing.ASGIRequestEventEmitter()
+        collected = falcon.testing.ASGIResponseEventCollector()
+        asyncio.run(target(scope, events, collected))
+        return _falcon_answer(str(collected.status), collected.headers, collected.body_chunks)
+
+
+def _falcon_answer(status: Any, headers: Any, body: Any) -> Answer:
+    pairs = [(name.lower(), value) for name, value in headers]
+    exposed = [value for name, value in pairs if name == "access-control-expose-headers"]
+    return Answer(
+        int(str(status)[:3]),
+        (body if isinstance(body, bytes) else b"".join(body)).decode(),
+        [value for name, value in pairs if name == "x-session-id"],
+        [value for name, value in pairs if name == "set-cookie"],
+        exposed[0] if exposed else None,
+    )
+
+
+ADAPTERS: list[Adapter] = [
+    _Starlette(),
+    _FastAPI(),
+    _Wsgi(),
+    _Flask(),
+    _Django(),
+    _Litestar(),
+    _LitestarMiddleware(),
+    _Quart(),
+    _Falcon(),
+    _FalconAsgi(),
+]
 
 # session-mw's order of the cookie attributes (Django's SimpleCookie sorts them by name).
 _ATTRIBUTES = ["path", "domain", "max-age", "httponly", "samesite", "secure"]

@@ -237,9 +237,8 @@ def from_keywords(keywords: Mapping[str, object], owner: str = "SessionMiddlewar
     """The options given as keywords to ``owner``, checked."""
     for name in keywords:
         if name not in _FIELDS:
-            raise OptionTypeError(
-                f"{owner}() got an unexpected keyword argument {name!r}{_closest(name, _FIELDS)}"
-            )
+            hint = _closest(name, _FIELDS) or f"; the options are: {', '.join(_FIELDS)}"
+            raise OptionTypeError(f"{owner}() got an unexpected keyword argument {name!r}{hint}")
     return _read(keywords, {name: name for name in keywords})
 
 
@@ -262,7 +261,8 @@ def from_config(
         if key not in known:
             valid = ", ".join(known)
             raise OptionValueError(
-                f"{key} is not a session-mw setting{_closest(key, known)} The settings are: {valid}"
+                f"{key} is not a session-mw setting{_closest(key, known) or '.'} "
+                f"The settings are: {valid}"
             )
         values[known[key]] = config[key]
         spelled[known[key]] = key
@@ -306,7 +306,7 @@ def _check_together(options: Options, key: Callable[[str], str]) -> None:
 
 def _closest(name: str, valid: Iterable[str]) -> str:
     match = difflib.get_close_matches(name, list(valid), n=1)
-    return f": did you mean {match[0]!r}?" if match else ":"
+    return f": did you mean {match[0]!r}?" if match else ""
 
 
 def _documented() -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""The matched route: ``http.route`` and path parameters, for Starlette, FastAPI and Flask.
+"""The matched route: ``http.route`` and path parameters, for Starlette, FastAPI and Flask,
+and the late route of any framework that finds its template from the request alone.
 
 Starlette records the matched route in ``scope["route"]`` only in recent versions, and there a
 mounted app's route replaces the mount's, losing the prefix; FastAPI's ``scope["route"]`` lacks
@@ -9,13 +10,46 @@ as OpenTelemetry's Starlette instrumentation does, works on every version and ke
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["find_routes", "find_url_map", "match_route", "match_rule", "route_template"]
+if TYPE_CHECKING:
+    from opentelemetry.util.types import AttributeValue
+
+__all__ = [
+    "Templates",
+    "find_routes",
+    "find_url_map",
+    "match_route",
+    "match_rule",
+    "route_template",
+]
 
 PathParams = Mapping[str, Any]
+
+logger = logging.getLogger("session_mw")
+
+
+class Templates:
+    """The late route of a framework whose route template is found from the request alone, so
+    that the first answer is final: ``{}`` when no route matches, or when finding it fails."""
+
+    __slots__ = ()
+
+    def template(self, routing: Any) -> str | None:
+        """The template of the route the request goes to, or ``None``."""
+        raise NotImplementedError
+
+    def late_route(self, routing: Any) -> dict[str, AttributeValue]:
+        try:
+            template = self.template(routing)
+        except Exception:  # a custom route or router must not break whoever reads the session
+            logger.debug("Could not match the request's route", exc_info=True)
+            return {}
+        return {} if template is None else {"http.route": template}
+
 
 # Deep enough for any middleware stack seen in practice, bounded in case of a cycle.
 _MAX_DEPTH = 32

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from session_mw._headers import HeaderNames
-from session_mw._options import document, from_keywords
-from session_mw._pipeline import Pipeline, Rejected
-from session_mw._routes import PathParams, find_routes, match_route, route_template
+from session_mw._options import OptionError, Options, document, from_keywords
+from session_mw._pipeline import Pipeline, Rejected, RequestIO
+from session_mw._routes import PathParams, Templates, find_routes, match_route, route_template
 from session_mw._scope import close_session, open_session
 
 if TYPE_CHECKING:
-    from opentelemetry.util.types import AttributeValue
     from typing_extensions import Unpack
 
     from session_mw._options import Keywords
@@ -57,37 +57,68 @@ class SessionMiddleware:
     """
 
     def __init__(self, app: ASGIApp, **options: Unpack[Keywords]) -> None:
-        self.app = app
-        self._pipeline: Pipeline[Scope] = Pipeline(from_keywords(options), _ScopeIO(app))
-        pipeline = self._pipeline
-        self._names = HeaderNames.as_bytes(pipeline.header_name, pipeline.cookie)
-        pipeline.need_routes(
-            find_routes(app) is not None,
-            app,
-            "wrap a Starlette or FastAPI app (or add_middleware on it)",
+        try:
+            checked = from_keywords(options)
+        except OptionError as error:
+            # add_middleware() builds this lazily, at the app's first call: the lifespan
+            # startup, whose errors uvicorn's default lifespan "auto" mode swallows. Said in
+            # the log too, it is seen at start-up.
+            logger.error("%s", error)
+            raise
+        routes = find_routes(app)
+        self._setup(app, checked, _StarletteIO(routes))
+        self._pipeline.need_routes(
+            routes is not None, app, "wrap a Starlette or FastAPI app (or add_middleware on it)"
         )
 
+    @classmethod
+    def _around(
+        cls,
+        app: ASGIApp,
+        options: Options,
+        io: RequestIO[Scope],
+        path: Callable[[Scope], str] | None = None,
+    ) -> SessionMiddleware:
+        """The middleware for another framework's app (Quart, Litestar): its
+        :class:`RequestIO` finds the routes; ``path`` reads the request's path where
+        ``scope["path"]`` is not it."""
+        middleware = cls.__new__(cls)
+        middleware._setup(app, options, io, path)
+        return middleware
+
+    def _setup(
+        self,
+        app: ASGIApp,
+        options: Options,
+        io: RequestIO[Scope],
+        path: Callable[[Scope], str] | None = None,
+    ) -> None:
+        self.app = app
+        self._pipeline: Pipeline[Scope] = Pipeline(options, io)
+        self._names = HeaderNames.as_bytes(self._pipeline.header_name, self._pipeline.cookie)
+        self._path = path
+
+    def _calling(self, app: ASGIApp) -> SessionMiddleware:
+        """This middleware, configured as it is, around ``app`` instead (for frameworks that
+        hand each middleware the next app at the call: Litestar)."""
+        middleware = copy.copy(self)
+        middleware.app = app
+        return middleware
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind not in {"http", "websocket"}:
-            await self.app(scope, receive, send)
+        app = self.app
+        if scope["type"] not in {"http", "websocket"}:
+            await app(scope, receive, send)
             return
 
         names = self._names
-        raw: bytes | None = None
-        cors = False
-        for name, value in scope["headers"]:
-            if name == names.key:
-                # Repeated headers are joined as a WSGI server would; the comma makes them invalid.
-                raw = value if raw is None else raw + b"," + value
-            elif name == b"origin":
-                cors = True
+        raw, cors = incoming(scope, names.key)
         pipeline = self._pipeline
         try:
-            path = scope["path"]
+            path = scope["path"] if self._path is None else self._path(scope)
             opened = pipeline.begin(
                 scope,
-                None if raw is None else raw.decode("latin-1"),
+                raw,
                 path,
                 scope.get("method", "GET"),
                 # Routing rewrites root_path (and, in old Starlette, path) in place: the late
@@ -95,7 +126,7 @@ class SessionMiddleware:
                 (scope, path, scope.get("root_path", "")),
             )
         except Rejected as rejected:
-            await _reject(scope, send, rejected.body)
+            await reject(scope, send, rejected.body)
             return
         # None: no session, or the app writes the header (issue_ids=False), if anyone does.
         id_header = None if opened is None or not pipeline.issue_ids else opened.id.encode()
@@ -109,25 +140,25 @@ class SessionMiddleware:
             return send(message)
 
         if opened is None:  # issue_ids=False and no usable id: no session, as without us
-            await self.app(scope, receive, send_with_session_id if cors else send)
+            await app(scope, receive, send_with_session_id if cors else send)
             return
         entered = open_session(opened, True, pipeline.baggage, pipeline.id_attributes)
         try:
-            await self.app(scope, receive, send_with_session_id)
+            await app(scope, receive, send_with_session_id)
         finally:
             close_session(entered)
 
 
-class _ScopeIO:
-    """Where an ASGI request keeps what the pipeline asks for."""
+Routing = tuple[Scope, str, str]
+"""What an ASGI adapter's ``late_route`` is given: the scope, and its path and root path as they
+came, before routing rewrote them."""
 
-    __slots__ = ("_routes",)
 
-    def __init__(self, app: object) -> None:
-        self._routes = find_routes(app)
+class ScopeIO(Templates):
+    """Where an ASGI request keeps its cookies and baggage; each framework adds its routes
+    (``match`` and ``template``)."""
 
-    def match(self, scope: Scope) -> tuple[str | None, PathParams]:
-        return match_route(self._routes or (), scope)
+    __slots__ = ()
 
     def cookie_header(self, scope: Scope) -> str | None:
         return _joined(scope["headers"], b"cookie", b"; ")
@@ -135,22 +166,45 @@ class _ScopeIO:
     def baggage_header(self, scope: Scope) -> str | None:
         return _joined(scope["headers"], b"baggage", b",")
 
-    def late_route(self, routing: tuple[Scope, str, str]) -> dict[str, AttributeValue] | None:
-        # Matching depends on the path alone, so the first answer is final: {} when nothing
-        # matches.
+
+class _StarletteIO(ScopeIO):
+    """Starlette's (FastAPI's) routes, matched as its router matches them."""
+
+    __slots__ = ("_routes",)
+
+    def __init__(self, routes: Any) -> None:
+        self._routes = routes
+
+    def match(self, scope: Scope) -> tuple[str | None, PathParams]:
+        return match_route(self._routes or (), scope)
+
+    def template(self, routing: Routing) -> str | None:
         scope, path, root_path = routing
         routes = self._routes if self._routes is not None else find_routes(scope.get("app"))
         if routes is None:
-            return {}
-        try:
-            template = route_template(routes, {**scope, "path": path, "root_path": root_path})
-        except Exception:  # a custom route class must not break whoever reads the session
-            logger.debug("Could not match the request's route", exc_info=True)
-            return {}
-        return {} if template is None else {"http.route": template}
+            return None
+        return route_template(routes, {**scope, "path": path, "root_path": root_path})
 
 
-async def _reject(scope: Scope, send: Send, body: bytes) -> None:
+def incoming(scope: Scope, key: bytes) -> tuple[str | None, bool]:
+    """The value of the id header ``key`` (``None``: absent) and whether the request is a CORS
+    one (it has an ``Origin``)."""
+    raw: bytes | None = None
+    cors = False
+    headers = scope["headers"]
+    if type(headers) is not list:  # ASGI allows any iterable: read here, then by the app
+        scope["headers"] = headers = [(name, value) for name, value in headers]
+    for name, value in headers:
+        if name == key:
+            # Repeated headers are joined as a WSGI server would; the comma makes them invalid.
+            raw = value if raw is None else raw + b"," + value
+        elif name == b"origin":
+            cors = True
+    return (None if raw is None else raw.decode("latin-1")), cors
+
+
+async def reject(scope: Scope, send: Send, body: bytes) -> None:
+    """Answer 400 with ``body`` (a WebSocket: deny, or close with "policy violation")."""
     if scope["type"] == "http":
         prefix = "http"
     elif "websocket.http.response" in scope.get("extensions", {}):

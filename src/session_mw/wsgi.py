@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from session_mw._bridge import mark_current_span
 from session_mw._headers import HeaderNames
-from session_mw._options import document, from_keywords
-from session_mw._pipeline import Pipeline, Rejected
+from session_mw._options import Options, document, from_keywords
+from session_mw._pipeline import Pipeline, Rejected, RequestIO
 from session_mw._routes import PathParams, find_url_map, match_rule
 from session_mw._scope import Opened, close_session, open_session
 
@@ -47,20 +47,24 @@ class SessionMiddleware:
     """
 
     def __init__(self, wsgi_app: WSGIApplication, **options: Unpack[Keywords]) -> None:
-        self.wsgi_app = wsgi_app
         url_map = find_url_map(wsgi_app)  # Flask's, through app.wsgi_app
+        self._setup(wsgi_app, from_keywords(options), _WerkzeugIO(url_map))
         self._werkzeug_routes = url_map is not None
-        self._pipeline: Pipeline[WSGIEnvironment] = Pipeline(
-            from_keywords(options), _EnvironIO(url_map)
-        )
-        pipeline = self._pipeline
-        self._names = HeaderNames.as_str(pipeline.header_name, pipeline.cookie)
-        self._environ_key = "HTTP_" + pipeline.header_name.upper().replace("-", "_")
-        pipeline.need_routes(
+        self._pipeline.need_routes(
             url_map is not None,
             wsgi_app,
             "use the Flask extension (or wrap a Flask app's wsgi_app)",
         )
+
+    def _setup(
+        self, wsgi_app: WSGIApplication, options: Options, io: RequestIO[WSGIEnvironment]
+    ) -> None:
+        self.wsgi_app = wsgi_app
+        self._werkzeug_routes = False
+        self._pipeline: Pipeline[WSGIEnvironment] = Pipeline(options, io)
+        header_name = self._pipeline.header_name
+        self._names = HeaderNames.as_str(header_name, self._pipeline.cookie)
+        self._environ_key = "HTTP_" + header_name.upper().replace("-", "_")
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         pipeline = self._pipeline
@@ -116,8 +120,20 @@ class SessionMiddleware:
         return _SessionBody(body, entered, run)
 
 
-class _EnvironIO:
-    """Where a WSGI environ keeps what the pipeline asks for; routes are Werkzeug's (Flask's)."""
+class EnvironIO:
+    """Where a WSGI environ keeps its cookies and baggage; each framework adds its routes."""
+
+    __slots__ = ()
+
+    def cookie_header(self, environ: WSGIEnvironment) -> str | None:
+        return environ.get("HTTP_COOKIE")
+
+    def baggage_header(self, environ: WSGIEnvironment) -> str | None:
+        return environ.get("HTTP_BAGGAGE")
+
+
+class _WerkzeugIO(EnvironIO):
+    """Werkzeug's (Flask's) routes."""
 
     __slots__ = ("_url_map",)
 
@@ -126,12 +142,6 @@ class _EnvironIO:
 
     def match(self, environ: WSGIEnvironment) -> tuple[str | None, PathParams]:
         return match_rule(self._url_map, environ)
-
-    def cookie_header(self, environ: WSGIEnvironment) -> str | None:
-        return environ.get("HTTP_COOKIE")
-
-    def baggage_header(self, environ: WSGIEnvironment) -> str | None:
-        return environ.get("HTTP_BAGGAGE")
 
     def late_route(self, routing: Any) -> dict[str, AttributeValue] | None:
         # Werkzeug (so Flask) keeps the request in the environ; Flask puts the matched rule,
