@@ -1,6 +1,6 @@
 """The same benchmarks counted in CPU instructions (valgrind's callgrind) instead of seconds.
 
-    python -m benchmarks.instructions [asgi|wsgi|django ...] [--requests 2000]
+    python -m benchmarks.instructions [asgi|wsgi|django|frameworks ...] [--requests 2000]
 
 Wall-clock medians on a shared machine move by tens of percent from run to run; instruction
 counts do not (the same binary and inputs give the same count, whatever else the machine does).
@@ -25,6 +25,7 @@ MODULES = {
     "asgi": "benchmarks.asgi_overhead",
     "wsgi": "benchmarks.wsgi_overhead",
     "django": "benchmarks.django_overhead",
+    "frameworks": "benchmarks.frameworks_overhead",  # Litestar, Quart, Falcon
 }
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +72,7 @@ def per_request(
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
-        "kinds", nargs="*", choices=[*MODULES, []], help="asgi, wsgi, django (default: all)"
+        "kinds", nargs="*", choices=[*MODULES, []], help=", ".join(MODULES) + " (default: all)"
     )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--run", nargs=4, help=argparse.SUPPRESS)
