@@ -12,10 +12,8 @@ router, where session-mw can also take the id from the path (``path_param``).
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -29,12 +27,8 @@ from starlette_context.middleware import RawContextMiddleware
 from starlette_context.plugins import RequestIdPlugin
 
 from benchmarks.harness import SESSION_ID, Suites, main
+from benchmarks.inprocess import HTTPX, WITH_ID, ASGIApp, Message, Receive, Send, asgi_runner
 from session_mw import SessionMiddleware
-
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 HEADER = "X-Session-Id"
 
@@ -104,9 +98,6 @@ def apps() -> dict[str, ASGIApp]:
     }
 
 
-_loops: list[asyncio.AbstractEventLoop] = []
-
-
 async def thread(request: Request) -> Response:
     return PlainTextResponse("ok")
 
@@ -126,62 +117,20 @@ def routed_apps() -> dict[str, ASGIApp]:
     }
 
 
-def runner(
-    app: ASGIApp, headers: list[tuple[bytes, bytes]], path: str = "/chat"
-) -> Callable[[int], float]:
-    if not _loops:
-        _loops.append(asyncio.new_event_loop())  # one loop for every variant, never closed
-    loop = _loops[0]
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        pass
-
-    async def many(n: int) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            # A fresh scope per request, as a server gives: some middlewares change it.
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": "POST",
-                "scheme": "http",
-                "path": path,
-                "raw_path": path.encode(),
-                "query_string": b"",
-                "root_path": "",
-                "headers": list(headers),
-                "client": ("127.0.0.1", 50000),
-                "server": ("127.0.0.1", 8000),
-            }
-            await app(scope, receive, send)
-        return time.perf_counter() - start
-
-    return lambda n: loop.run_until_complete(many(n))
-
-
 def suites() -> Suites:
     """Every table: its variants, its baseline and the peer its ratios are taken against."""
-    # What httpx sends with a JSON POST, lower-cased as ASGI servers pass it on.
-    common = [
-        (b"host", b"127.0.0.1:8000"),
-        (b"accept", b"*/*"),
-        (b"accept-encoding", b"gzip, deflate"),
-        (b"connection", b"keep-alive"),
-        (b"user-agent", b"python-httpx/0.28.1"),
-        (b"content-length", b"16"),
-        (b"content-type", b"application/json"),
-    ]
+    # What httpx sends with a JSON POST.
+    common = [*HTTPX, (b"content-length", b"16"), (b"content-type", b"application/json")]
     cases = {
-        "with an incoming X-Session-Id header": [*common, (b"x-session-id", SESSION_ID.encode())],
+        "with an incoming X-Session-Id header": [*common, WITH_ID],
         "without a header (an id is generated)": common,
     }
     tables: Suites = {
         title: (
-            {name: runner(app, headers) for name, app in apps().items()},
+            {
+                name: asgi_runner(app, "/chat", headers, "POST", disconnect=False)
+                for name, app in apps().items()
+            },
             "bare app",
             "asgi-correlation-id",
         )
@@ -191,7 +140,10 @@ def suites() -> Suites:
     with_header = cases["with an incoming X-Session-Id header"]
     path = f"/threads/{SESSION_ID}"
     tables["a Starlette router, the id in the path and the header"] = (
-        {name: runner(app, with_header, path) for name, app in routed_apps().items()},
+        {
+            name: asgi_runner(app, path, with_header, "POST", disconnect=False)
+            for name, app in routed_apps().items()
+        },
         "Starlette router",
         "asgi-correlation-id",
     )

@@ -11,9 +11,7 @@ with session-mw (for Litestar, both the plugin and the middleware alone; for all
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import falcon
@@ -21,23 +19,16 @@ import falcon.asgi
 import litestar
 import quart
 
-from benchmarks.harness import SESSION_ID, Suites, main
+from benchmarks import inprocess
+from benchmarks.harness import SESSION_ID, Suites, Variant, main
+from benchmarks.inprocess import Message
 from session_mw.falcon import SessionMiddleware as FalconSessions
 from session_mw.litestar import SessionMiddleware as LitestarMiddleware
 from session_mw.litestar import SessionPlugin
 from session_mw.quart import SessionMiddleware as QuartSessions
 
-Message = MutableMapping[str, Any]
 PATH = f"/threads/{SESSION_ID}"
-# What httpx sends with a GET, lower-cased as ASGI servers pass it on, and the id.
-HEADERS = [
-    (b"host", b"127.0.0.1:8000"),
-    (b"accept", b"*/*"),
-    (b"accept-encoding", b"gzip, deflate"),
-    (b"connection", b"keep-alive"),
-    (b"user-agent", b"python-httpx/0.28.1"),
-    (b"x-session-id", SESSION_ID.encode()),
-]
+HEADERS = [*inprocess.HTTPX, inprocess.WITH_ID]  # what httpx sends with a GET, and the id
 
 
 def litestar_app(**sessions: Any) -> litestar.Litestar:
@@ -88,85 +79,15 @@ def falcon_asgi_app() -> falcon.asgi.App[Any, Any]:
     return app
 
 
-_loops: list[asyncio.AbstractEventLoop] = []
+# Every variant, ASGI or WSGI, times the same request.
 
 
-def asgi_runner(app: Any) -> Callable[[int], float]:
-    if not _loops:
-        _loops.append(asyncio.new_event_loop())  # one loop for every variant, never closed
-    loop = _loops[0]
-
-    async def send(message: Message) -> None:
-        pass
-
-    async def many(n: int) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            incoming: list[Message] = [{"type": "http.request", "body": b"", "more_body": False}]
-
-            async def receive(incoming: list[Message] = incoming) -> Message:
-                # As uvicorn answers once the request is read and the response complete.
-                return incoming.pop() if incoming else {"type": "http.disconnect"}
-
-            # A fresh scope per request, as a server gives: frameworks change it.
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": "GET",
-                "scheme": "http",
-                "path": PATH,
-                "raw_path": PATH.encode(),
-                "query_string": b"",
-                "root_path": "",
-                "headers": list(HEADERS),
-                "client": ("127.0.0.1", 50000),
-                "server": ("127.0.0.1", 8000),
-            }
-            await app(scope, receive, send)
-        return time.perf_counter() - start
-
-    return lambda n: loop.run_until_complete(many(n))
+def asgi_runner(app: Callable[..., Awaitable[None]]) -> Variant:
+    return inprocess.asgi_runner(app, PATH, HEADERS)
 
 
-def wsgi_runner(app: Any) -> Callable[[int], float]:
-    base: dict[str, Any] = {
-        "REQUEST_METHOD": "GET",
-        "SCRIPT_NAME": "",
-        "PATH_INFO": PATH,
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": None,
-        "wsgi.errors": None,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        "HTTP_HOST": "127.0.0.1:8000",
-        "HTTP_ACCEPT": "*/*",
-        "HTTP_ACCEPT_ENCODING": "gzip, deflate",
-        "HTTP_CONNECTION": "keep-alive",
-        "HTTP_USER_AGENT": "python-httpx/0.28.1",
-        "HTTP_X_SESSION_ID": SESSION_ID,
-    }
-
-    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
-        return None
-
-    def many(n: int) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            body: Iterable[bytes] = app(dict(base), start_response)
-            for _chunk in body:
-                pass
-            close: Callable[[], object] | None = getattr(body, "close", None)
-            if close is not None:
-                close()
-        return time.perf_counter() - start
-
-    return many
+def wsgi_runner(app: Callable[..., Iterable[bytes]]) -> Variant:
+    return inprocess.wsgi_runner(app, PATH, HEADERS)
 
 
 def suites() -> Suites:

@@ -14,9 +14,8 @@ Requests go straight through the WSGI interface, in-process: no server, no socke
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,8 @@ from flask import Flask, Response, g, request
 from flask_log_request_id import RequestID
 from flask_log_request_id.parser import generic_http_header_parser_for
 
-from benchmarks.harness import SESSION_ID, Suites, main
+from benchmarks.harness import Suites, main
+from benchmarks.inprocess import HTTPX, WITH_ID, wsgi_runner
 from session_mw.flask import SessionMiddleware as FlaskSessionMiddleware
 from session_mw.wsgi import SessionMiddleware
 
@@ -98,47 +98,6 @@ def flask_log_request_id() -> Flask:
     return app
 
 
-def runner(app: WSGIApplication, header: bool) -> Callable[[int], float]:
-    base: dict[str, Any] = {
-        "REQUEST_METHOD": "GET",
-        "SCRIPT_NAME": "",
-        "PATH_INFO": "/chat",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": None,
-        "wsgi.errors": None,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        "HTTP_HOST": "127.0.0.1:8000",
-        "HTTP_ACCEPT": "*/*",
-        "HTTP_ACCEPT_ENCODING": "gzip, deflate",
-        "HTTP_CONNECTION": "keep-alive",
-        "HTTP_USER_AGENT": "python-httpx/0.28.1",
-    }
-    if header:
-        base["HTTP_X_SESSION_ID"] = SESSION_ID
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        return None
-
-    def many(n: int) -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            body = app(dict(base), start_response)  # a fresh environ, as a server gives
-            for _chunk in body:
-                pass
-            close = getattr(body, "close", None)
-            if close is not None:
-                close()
-        return time.perf_counter() - start
-
-    return many
-
-
 def suites() -> Suites:
     """Every table: its variants, its baseline and the peer its ratios are taken against."""
     groups: dict[str, tuple[dict[str, WSGIApplication], str, str]] = {
@@ -162,14 +121,15 @@ def suites() -> Suites:
             "flask-log-request-id",
         ),
     }
+    cases = {"with an incoming": [*HTTPX, WITH_ID], "without an": HTTPX}
     return {
-        f"{group}, {'with an incoming' if header else 'without an'} {HEADER} header": (
-            {name: runner(app, header) for name, app in apps.items()},
+        f"{group}, {case} {HEADER} header": (
+            {name: wsgi_runner(app, "/chat", headers) for name, app in apps.items()},
             baseline,
             reference,
         )
         for group, (apps, baseline, reference) in groups.items()
-        for header in (True, False)
+        for case, headers in cases.items()
     }
 
 

@@ -30,9 +30,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_project.settings")
 
@@ -145,30 +145,56 @@ def fetch(
 # Starlette and FastAPI
 
 
-def _starlette_response(request: Request) -> PlainTextResponse:
-    query = request.query_params
-    response = PlainTextResponse(seen())
+class _Headers(Protocol):
+    def __setitem__(self, name: str, value: str, /) -> None: ...
+
+
+class _Response(Protocol):
+    """Starlette's, Werkzeug's (Flask's) and Quart's responses: the calls of ``_written``."""
+
+    @property
+    def headers(self) -> _Headers: ...
+
+    def set_cookie(self, key: str, value: str = ..., /) -> None: ...
+
+
+_AnyResponse = TypeVar("_AnyResponse", bound=_Response)
+
+
+def _written(response: _AnyResponse, query: Mapping[str, str]) -> _AnyResponse:
+    """``response`` with what the endpoints write besides the answer, as ``query`` asks."""
     response.set_cookie("theme", "dark")
     if "own_cookie" in query:
         response.set_cookie("sid", query["own_cookie"])
     if "own_id" in query:
         response.headers["x-session-id"] = query["own_id"]
     if "expose" in query:
-        response.headers["access-control-expose-headers"] = query["expose"]
+        # As a Flask app writes it; Starlette lower-cases every name.
+        response.headers["Access-Control-Expose-Headers"] = query["expose"]
     return response
+
+
+def _starlette_response(request: Request) -> PlainTextResponse:
+    return _written(PlainTextResponse(seen()), request.query_params)
+
+
+def _httpx_answer(reply: Any) -> Answer:
+    """The answer as an httpx-based test client gives it: Litestar's (httpx), Starlette's
+    (httpx2 where installed, else httpx: one API, two types)."""
+    return Answer(
+        reply.status_code,
+        reply.text,
+        reply.headers.get_list("x-session-id"),
+        reply.headers.get_list("set-cookie"),
+        reply.headers.get("access-control-expose-headers"),
+    )
 
 
 class _Asgi(Adapter):
     def request(self, target: Any, path: str, headers: dict[str, str], https: bool) -> Answer:
         base = "https://testserver" if https else "http://testserver"
         reply = TestClient(target, base_url=base).get(path, headers=headers)
-        return Answer(
-            reply.status_code,
-            reply.text,
-            reply.headers.get_list("x-session-id"),
-            reply.headers.get_list("set-cookie"),
-            reply.headers.get("access-control-expose-headers"),
-        )
+        return _httpx_answer(reply)
 
 
 class _Starlette(_Asgi):
@@ -215,25 +241,29 @@ class _FastAPI(_Asgi):
 
 def _flask_app() -> Flask:
     def endpoint(**params: Any) -> FlaskResponse:
-        query = flask_request.args
-        response = FlaskResponse(seen(), mimetype="text/plain")
-        response.set_cookie("theme", "dark")
-        if "own_cookie" in query:
-            response.set_cookie("sid", query["own_cookie"])
-        if "own_id" in query:
-            response.headers["x-session-id"] = query["own_id"]
-        if "expose" in query:
-            response.headers["Access-Control-Expose-Headers"] = query["expose"]
-        return response
+        return _written(FlaskResponse(seen(), mimetype="text/plain"), flask_request.args)
 
     app = Flask(__name__)
+    _werkzeug_routes(app, Blueprint("api", __name__, url_prefix="/api"), endpoint)
+    return app
+
+
+# Flask and Quart share one API (Quart builds on Flask's app and blueprints): what serves one
+# serves the other.
+
+
+def _werkzeug_routes(app: Any, api: Any, endpoint: Callable[..., Any]) -> None:
+    """The harness routes on a Flask or a Quart ``app``, ``/api`` on the blueprint ``api``."""
     app.add_url_rule("/threads/<thread_id>", view_func=endpoint)
     app.add_url_rule("/plain", view_func=endpoint, endpoint="plain")
     app.add_url_rule("/n/<int:n>", view_func=endpoint, endpoint="n")
-    api = Blueprint("api", __name__, url_prefix="/api")
     api.add_url_rule("/v1/threads/<thread_id>", view_func=endpoint)
     app.register_blueprint(api)
-    return app
+
+
+def _extension_config(options: Options) -> dict[str, Any]:
+    """``options`` as the Flask and Quart extensions read them, from ``app.config``."""
+    return {f"SESSION_MW_{name.upper()}": value for name, value in options.items()}
 
 
 class _Werkzeug(Adapter):
@@ -273,7 +303,7 @@ class _Flask(_Werkzeug):
 
     def build(self, options: Options) -> App:
         app = _flask_app()
-        app.config.update({f"SESSION_MW_{name.upper()}": value for name, value in options.items()})
+        app.config.update(_extension_config(options))
         FlaskSessionMiddleware().init_app(app)
         return App(self, app)
 
@@ -380,13 +410,7 @@ class _Litestar(Adapter):
         base = "https://testserver.local" if https else "http://testserver.local"
         with LitestarTestClient(target, base_url=base) as client:
             reply = client.get(path, headers=headers)
-        return Answer(
-            reply.status_code,
-            reply.text,
-            reply.headers.get_list("x-session-id"),
-            reply.headers.get_list("set-cookie"),
-            reply.headers.get("access-control-expose-headers"),
-        )
+        return _httpx_answer(reply)
 
     def route(self, template: str) -> str:
         return re.sub(r"\{(\w+)\}", r"{\1:str}", template)
@@ -420,25 +444,11 @@ class _Quart(_Werkzeug):
         from session_mw.quart import SessionMiddleware as QuartSessionMiddleware
 
         async def endpoint(**params: Any) -> quart.Response:
-            query = quart.request.args
-            response = quart.Response(seen(), mimetype="text/plain")
-            response.set_cookie("theme", "dark")
-            if "own_cookie" in query:
-                response.set_cookie("sid", query["own_cookie"])
-            if "own_id" in query:
-                response.headers["x-session-id"] = query["own_id"]
-            if "expose" in query:
-                response.headers["Access-Control-Expose-Headers"] = query["expose"]
-            return response
+            return _written(quart.Response(seen(), mimetype="text/plain"), quart.request.args)
 
         app = quart.Quart(__name__)
-        app.add_url_rule("/threads/<thread_id>", view_func=endpoint)
-        app.add_url_rule("/plain", view_func=endpoint, endpoint="plain")
-        app.add_url_rule("/n/<int:n>", view_func=endpoint, endpoint="n")
-        api = quart.Blueprint("api", __name__, url_prefix="/api")
-        api.add_url_rule("/v1/threads/<thread_id>", view_func=endpoint)
-        app.register_blueprint(api)
-        app.config.update({f"SESSION_MW_{name.upper()}": value for name, value in options.items()})
+        _werkzeug_routes(app, quart.Blueprint("api", __name__, url_prefix="/api"), endpoint)
+        app.config.update(_extension_config(options))
         QuartSessionMiddleware().init_app(app)
         return App(self, app)
 
@@ -492,9 +502,7 @@ class _AsyncFalconResource(_FalconResource):
         super().on_get(req, resp, **params)
 
 
-def _falcon_routes(app: Any, resource: object) -> None:
-    for template in ("/threads/{thread_id}", "/plain", "/api/v1/threads/{thread_id}", "/n/{n:int}"):
-        app.add_route(template, resource)
+_FALCON_ROUTES = ("/threads/{thread_id}", "/plain", "/api/v1/threads/{thread_id}", "/n/{n:int}")
 
 
 class _Falcon(Adapter):
@@ -502,17 +510,24 @@ class _Falcon(Adapter):
     environ and ``start_response`` (its ``Result`` keeps one of repeated headers only)."""
 
     name = "falcon"
+    kind: type[falcon.App[Any, Any]] = falcon.App
+    resource: _FalconResource = _FalconResource()
 
     def build(self, options: Options) -> App:
-        app = falcon.App()
-        _falcon_routes(app, _FalconResource())
+        app = self.kind()
+        for template in _FALCON_ROUTES:
+            app.add_route(template, self.resource)
         return App(self, FalconSessionMiddleware(app, **options))
 
     def request(self, target: Any, path: str, headers: dict[str, str], https: bool) -> Answer:
         path, _, query = path.partition("?")
-        environ = falcon.testing.create_environ(
-            path, query, headers=headers, scheme="https" if https else "http"
-        )
+        return self.simulate(target, path, query, headers, "https" if https else "http")
+
+    # The request as the WSGI interface takes it; the ASGI kind's below.
+    def simulate(
+        self, target: Any, path: str, query: str, headers: dict[str, str], scheme: str
+    ) -> Answer:
+        environ = falcon.testing.create_environ(path, query, headers=headers, scheme=scheme)
         start_response = falcon.testing.StartResponseMock()
         body = target(environ, start_response)
         try:
@@ -525,17 +540,13 @@ class _Falcon(Adapter):
 
 class _FalconAsgi(_Falcon):
     name = "falcon-asgi"
+    kind = falcon.asgi.App
+    resource = _AsyncFalconResource()
 
-    def build(self, options: Options) -> App:
-        app = falcon.asgi.App()
-        _falcon_routes(app, _AsyncFalconResource())
-        return App(self, FalconSessionMiddleware(app, **options))
-
-    def request(self, target: Any, path: str, headers: dict[str, str], https: bool) -> Answer:
-        path, _, query = path.partition("?")
-        scope = falcon.testing.create_scope(
-            path, query, headers=headers, scheme="https" if https else "http"
-        )
+    def simulate(
+        self, target: Any, path: str, query: str, headers: dict[str, str], scheme: str
+    ) -> Answer:
+        scope = falcon.testing.create_scope(path, query, headers=headers, scheme=scheme)
         events = falcon.testing.ASGIRequestEventEmitter()
         collected = falcon.testing.ASGIResponseEventCollector()
         asyncio.run(target(scope, events, collected))

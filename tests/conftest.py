@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -33,6 +35,22 @@ def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     yield tracer_provider
     tracer_provider.shutdown()
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """README and docs blocks (tests/snippets.py) configure logging (and structlog) globally:
+    put both back afterwards. The modules running them use it on every test (``pytestmark``)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for logger in logging.Logger.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger):
+            logger.disabled = False
+    if "structlog" in sys.modules:
+        sys.modules["structlog"].reset_defaults()
 
 
 @pytest.fixture(autouse=True)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,3 +102,30 @@ def gunicorn(app: str, port: int) -> list[str]:
         "--log-level", "warning",
         app,
     ]  # fmt: skip
+
+
+@asynccontextmanager
+async def concurrent_turns(
+    url: str, prefix: str, route: str, count: int = 100
+) -> AsyncIterator[tuple[httpx.AsyncClient, list[str]]]:
+    """``count`` concurrent GETs of ``prefix`` + an id of their own, sent as ``X-Session-Id``
+    too, to an endpoint answering as ``tests.frameworks.turn_answer``: each must answer 200 with
+    its id, seen before and after a pause while the others run, and ``route``. Yields the client,
+    for the test's further requests, and the ids."""
+    # One connection per request, none reused. httpcore's pool bookkeeping grows with
+    # requests x connections, so a burst of 500 lasts about 5 s on this machine: as long as
+    # uvicorn's keep-alive timeout. A request sent on a pooled connection just as uvicorn
+    # closes it for idleness fails with "Server disconnected without sending a response"
+    # (or ReadError): the HTTP/1.1 keep-alive race, which httpx does not retry. It is what
+    # failed on 3.12/3.13, where the timing happened to line up more often.
+    limits = httpx.Limits(max_connections=count, max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+        ids = [f"conv-{n:04d}" for n in range(count)]
+        responses = await asyncio.gather(
+            *(http.get(f"{prefix}{i}", headers={"X-Session-Id": i}) for i in ids)
+        )
+        for session_id, response in zip(ids, responses, strict=True):
+            assert response.status_code == 200
+            assert response.headers.get_list("x-session-id") == [session_id]
+            assert response.json() == {"before": session_id, "after": session_id, "route": route}
+        yield http, ids

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
-from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -28,20 +27,7 @@ from starlette.websockets import WebSocket
 from session_mw import SessionMiddleware, current_session
 from session_mw._routes import find_routes, route_template
 from session_mw.asgi import SessionMiddleware as AsgiSessionMiddleware
-
-Message = MutableMapping[str, Any]
-SID = "chat-42"
-
-
-def seen() -> dict[str, Any]:
-    """What an endpoint sees of its session, returned as JSON by the test apps."""
-    opened = current_session()
-    assert opened is not None
-    return {
-        "id": opened.id,
-        "attributes": dict(opened.attributes),
-        "otel": otel_context.get_value("session.id"),
-    }
+from tests.frameworks import SID, Message, seen
 
 
 async def whoami(request: Request) -> JSONResponse:

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import falcon
 import falcon.asgi
 import falcon.testing
-import httpx
 import pytest
-from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware as AsgiOtel
 from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as WsgiOtel
 from opentelemetry.sdk.trace import TracerProvider
@@ -24,20 +21,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from session_mw import current_session
 from session_mw._options import Options
 from session_mw.falcon import SessionMiddleware
-from tests.servers import free_port, gunicorn, running
-
-Message = MutableMapping[str, Any]
-SID = "chat-42"
-
-
-def seen() -> dict[str, Any]:
-    opened = current_session()
-    assert opened is not None
-    return {
-        "id": opened.id,
-        "attributes": dict(opened.attributes),
-        "otel": otel_context.get_value("session.id"),
-    }
+from tests.frameworks import SID, drive, seen, server_attributes, turn_answer
+from tests.servers import concurrent_turns, free_port, gunicorn, running
 
 
 def chunks() -> Iterator[bytes]:
@@ -355,8 +340,7 @@ def test_wsgi_server_span_gets_the_session_and_the_route(
     else:
         wrapped = WsgiOtel(wrapped, tracer_provider=provider)
     falcon.testing.TestClient(wrapped).simulate_get("/api/chat/9", headers={"X-Session-Id": SID})
-    [server] = [span for span in exporter.get_finished_spans() if span.parent is None]
-    attributes = server.attributes or {}
+    attributes = server_attributes(exporter)
     assert attributes["session.id"] == SID
     assert attributes["url.path"] == "/api/chat/9"
     assert attributes["http.route"] == "/api/chat/{cid:int}"
@@ -384,79 +368,27 @@ def test_asgi_websocket_accept_carries_the_id_and_the_responder_sees_the_session
 
 def test_asgi_server_sent_events_are_produced_inside_the_session() -> None:
     # Raw ASGI: Falcon's simulated client says it went away after the first event.
-    sent = asyncio.run(drive(asgi_app(), "/events", [(b"x-session-id", SID.encode())], fail=False))
+    sent = asyncio.run(drive(asgi_app(), "/events", [(b"x-session-id", SID.encode())]))
     assert (b"x-session-id", SID.encode()) in sent[0]["headers"]
     body = b"".join(message.get("body", b"") for message in sent[1:])
     assert body.count(f"data: {SID}".encode()) == 2
 
 
-async def drive(
-    app: Any,
-    path: str,
-    headers: list[tuple[bytes, bytes]],
-    kind: str = "http",
-    *,
-    fail: bool,
-    denial: bool = False,
-) -> list[Message]:
-    """One request straight through the ASGI interface, from this task; afterwards nothing may
-    be current here."""
-    sent: list[Message] = []
-    scope: dict[str, Any] = {
-        "type": kind,
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "scheme": "http" if kind == "http" else "ws",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"localhost"), *headers],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 80),
-        # A server that can answer a WebSocket handshake with an HTTP response.
-        "extensions": {"websocket.http.response": {}} if denial else {},
-    }
-    if kind == "http":
-        scope["method"] = "GET"
-    incoming = (
-        [{"type": "http.request", "body": b"", "more_body": False}]
-        if kind == "http"
-        else [{"type": "websocket.connect"}]
-    )
-
-    async def receive() -> Message:
-        if incoming:
-            return incoming.pop(0)
-        await asyncio.Event().wait()  # the client is there until the app is done
-        raise AssertionError
-
-    async def send(message: Message) -> None:
-        if fail and message["type"] == "http.response.body" and message.get("body"):
-            raise OSError("client went away")
-        sent.append(message)
-
-    try:
-        await app(scope, receive, send)
-    finally:
-        assert current_session() is None
-        assert otel_context.get_value("session.id") is None
-    return sent
-
-
 def test_asgi_a_client_disconnecting_mid_stream_closes_the_session() -> None:
     with pytest.raises(OSError, match="client went away"):
-        asyncio.run(drive(asgi_app(), "/stream", [(b"x-session-id", SID.encode())], fail=True))
+        asyncio.run(
+            drive(asgi_app(), "/stream", [(b"x-session-id", SID.encode())], send_fails=True)
+        )
 
 
 def test_asgi_reject_answers_400_or_closes_the_websocket() -> None:
     app = asgi_app(on_invalid="reject")
     bad = [(b"x-session-id", b"a b")]
-    http = asyncio.run(drive(app, "/stream", bad, fail=False))
+    http = asyncio.run(drive(app, "/stream", bad))
     assert (http[0]["status"], b"Invalid X-Session-Id" in http[1]["body"]) == (400, True)
-    socket = asyncio.run(drive(app, "/api/chat/1", bad, "websocket", fail=False))
+    socket = asyncio.run(drive(app, "/api/chat/1", bad, "websocket"))
     assert (socket[0]["type"], socket[0]["code"]) == ("websocket.close", 1008)
-    denial = asyncio.run(drive(app, "/api/chat/1", bad, "websocket", fail=False, denial=True))
+    denial = asyncio.run(drive(app, "/api/chat/1", bad, "websocket", denial=True))
     assert (denial[0]["type"], denial[0]["status"]) == ("websocket.http.response.start", 400)
 
 
@@ -481,9 +413,8 @@ def test_asgi_server_span_gets_the_session_and_the_route(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
     wrapped = AsgiOtel(asgi_app(), tracer_provider=provider)
-    asyncio.run(drive(wrapped, "/api/chat/9", [(b"x-session-id", SID.encode())], fail=False))
-    [server] = [span for span in exporter.get_finished_spans() if span.parent is None]
-    attributes = server.attributes or {}
+    asyncio.run(drive(wrapped, "/api/chat/9", [(b"x-session-id", SID.encode())]))
+    attributes = server_attributes(exporter)
     assert attributes["session.id"] == SID
     assert attributes["http.route"] == "/api/chat/{cid:int}"
 
@@ -500,14 +431,8 @@ def test_every_option_is_documented_in_help() -> None:
 class Turn:
     def on_get(self, req: falcon.Request, resp: falcon.Response, conversation_id: str) -> None:
         before = current_session()
-        time.sleep(0.005)
-        after = current_session()
-        resp.media = {
-            "before": None if before is None else before.id,
-            "after": None if after is None else after.id,
-            "route": None if after is None else after.attributes.get("http.route"),
-            "thread": threading.current_thread().name,
-        }
+        time.sleep(0.005)  # while other threads of the worker serve other sessions
+        resp.media = turn_answer(before)
 
 
 class AsyncTurn:
@@ -516,12 +441,7 @@ class AsyncTurn:
     ) -> None:
         before = current_session()
         await asyncio.sleep(0.005)
-        after = current_session()
-        resp.media = {
-            "before": None if before is None else before.id,
-            "after": None if after is None else after.id,
-            "route": None if after is None else after.attributes.get("http.route"),
-        }
+        resp.media = turn_answer(before)
 
 
 served_wsgi: Any = wsgi_app()
@@ -529,24 +449,11 @@ served_wsgi.wsgi_app.add_route("/turn/{conversation_id}", Turn())
 served_asgi: Any = asgi_app()
 served_asgi.app.add_route("/turn/{conversation_id}", AsyncTurn())
 
-CONCURRENT = 100
-
 
 async def turns(url: str) -> None:
-    # No keep-alive: see tests/test_asgi_server.py (httpx does not retry the idle race).
-    limits = httpx.Limits(max_connections=CONCURRENT, max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
-        ids = [f"conv-{n:03d}" for n in range(CONCURRENT)]
-        responses = await asyncio.gather(
-            *(http.get(f"/turn/{i}", headers={"X-Session-Id": i}) for i in ids)
-        )
+    async with concurrent_turns(url, "/turn/", "/turn/{conversation_id}") as (http, _):
         streamed = await http.get("/stream", headers={"X-Session-Id": SID})
         failed = await http.get("/boom", headers={"X-Session-Id": SID})
-    for session_id, response in zip(ids, responses, strict=True):
-        assert response.headers.get_list("x-session-id") == [session_id]
-        body = response.json()
-        assert (body["before"], body["after"]) == (session_id, session_id)
-        assert body["route"] == "/turn/{conversation_id}"
     assert streamed.text == f"0:{SID}\n1:{SID}\n2:{SID}\n"
     assert (failed.status_code, failed.headers.get_list("x-session-id")) == (500, [SID])
 

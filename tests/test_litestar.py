@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import os
 import traceback
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ from litestar.connection import WebSocket
 from litestar.middleware import ASGIMiddleware
 from litestar.response import ServerSentEvent, Stream
 from litestar.testing import TestClient
-from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -27,25 +26,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from session_mw import current_session
 from session_mw._options import Options
 from session_mw.litestar import SessionMiddleware, SessionPlugin
-from tests.servers import free_port, running
+from tests.frameworks import SID, drive, seen, server_attributes, turn_answer
+from tests.servers import concurrent_turns, free_port, running
 
 # Litestar (>= 2.15) needs pydantic >= 2.5 when pydantic is installed, above FastAPI 0.100's:
 # the lowest run leaves this module out.
 pytestmark = pytest.mark.above_floors
 
-Message = MutableMapping[str, Any]
-SID = "chat-42"
 BASE = "http://testserver.local"
-
-
-def seen() -> dict[str, Any]:
-    opened = current_session()
-    assert opened is not None
-    return {
-        "id": opened.id,
-        "attributes": dict(opened.attributes),
-        "otel": otel_context.get_value("session.id"),
-    }
 
 
 class Chat(Controller):
@@ -287,68 +275,6 @@ def test_websocket_accept_carries_the_id_and_the_handler_sees_the_session() -> N
     assert (b"x-session-id", SID.encode()) in (accepted or [])
 
 
-async def drive(
-    app: Any,
-    path: str,
-    headers: list[tuple[bytes, bytes]],
-    kind: str = "http",
-    *,
-    send_fails: bool = False,
-    denial: bool = False,
-    raw_path: bool = True,
-    scope_headers: Any = None,
-) -> list[Message]:
-    """One request straight through the ASGI interface, from this task: any header bytes, every
-    message kept, and afterwards nothing may be current here."""
-    sent: list[Message] = []
-    scope: dict[str, Any] = {
-        "type": kind,
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "scheme": "http" if kind == "http" else "ws",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"testserver.local"), *headers],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 80),
-        # A server that can answer a WebSocket handshake with an HTTP response.
-        "extensions": {"websocket.http.response": {}} if denial else {},
-    }
-    if not raw_path:
-        del scope["raw_path"]
-    if scope_headers is not None:
-        scope["headers"] = scope_headers
-    if kind == "http":
-        scope["method"] = "GET"
-    incoming = (
-        [{"type": "http.request", "body": b"", "more_body": False}]
-        if kind == "http"
-        else [{"type": "websocket.connect"}]
-    )
-
-    async def receive() -> Message:
-        if incoming:
-            return incoming.pop(0)
-        if send_fails:  # the client is there until sending to it fails
-            await asyncio.Event().wait()
-        # As uvicorn answers once the response is complete (Litestar's streams wait for it).
-        return {"type": f"{kind}.disconnect"}
-
-    async def send(message: Message) -> None:
-        if send_fails and message["type"] == "http.response.body":
-            raise OSError("client went away")
-        sent.append(message)
-
-    try:
-        await app(scope, receive, send)
-    finally:
-        assert current_session() is None
-        assert otel_context.get_value("session.id") is None
-    return sent
-
-
 @pytest.mark.anyio
 async def test_websocket_reject_closes_with_policy_violation() -> None:
     app = create_app(options={"on_invalid": "reject"})
@@ -450,8 +376,7 @@ def test_the_server_span_gets_the_session_and_the_route(
     app = OpenTelemetryMiddleware(create_app(plugin=plugin), tracer_provider=provider)
     with TestClient(app, base_url=BASE) as test:  # type: ignore[type-var]
         test.get("/v1/api/chat/9", headers={"X-Session-Id": SID})
-    [server] = [span for span in exporter.get_finished_spans() if span.parent is None]
-    attributes = server.attributes or {}
+    attributes = server_attributes(exporter)
     assert attributes["session.id"] == SID
     assert attributes["url.path"] == "/v1/api/chat/9"
     assert attributes["http.route"] == "/v1/api/chat/{cid:int}"
@@ -511,12 +436,7 @@ def test_the_example_runs_as_documented(tmp_path: Path) -> None:
 async def turn() -> dict[str, str | None]:
     before = current_session()
     await asyncio.sleep(0.005)
-    after = current_session()
-    return {
-        "before": None if before is None else before.id,
-        "after": None if after is None else after.id,
-        "route": None if after is None else str(after.attributes.get("http.route")),
-    }
+    return turn_answer(before)
 
 
 served = Litestar(
@@ -526,29 +446,15 @@ served = Litestar(
     logging_config=None,
 )
 
-CONCURRENT = 100
-
 
 @pytest.mark.anyio
 async def test_uvicorn_concurrent_requests_each_see_their_own_id() -> None:
     port = free_port()
     command = ["uvicorn", "tests.test_litestar:served", "--host", "127.0.0.1", "--port", str(port)]
     with running([*command, "--log-level", "warning"], port) as url:
-        # No keep-alive: see tests/test_asgi_server.py (httpx does not retry the idle race).
-        limits = httpx.Limits(max_connections=CONCURRENT, max_keepalive_connections=0)
-        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
-            ids = [f"conv-{n:03d}" for n in range(CONCURRENT)]
-            responses = await asyncio.gather(
-                *(http.get(f"/api/turn/{i}", headers={"X-Session-Id": i}) for i in ids)
-            )
+        route = "/api/turn/{conversation_id:str}"
+        async with concurrent_turns(url, "/api/turn/", route) as (http, _):
             streamed = await http.get("/stream", headers={"X-Session-Id": SID})
             missing = await http.get("/nowhere", headers={"X-Session-Id": SID})
-    for session_id, response in zip(ids, responses, strict=True):
-        assert response.headers.get_list("x-session-id") == [session_id]
-        assert response.json() == {
-            "before": session_id,
-            "after": session_id,
-            "route": "/api/turn/{conversation_id:str}",
-        }
     assert streamed.text == f"0:{SID}\n1:{SID}\n2:{SID}\n"
     assert (missing.status_code, missing.headers.get_list("x-session-id")) == (404, [SID])

@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
-from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -20,23 +18,11 @@ from quart import Blueprint, Quart, Response, jsonify, websocket
 from session_mw import current_session
 from session_mw._options import Options
 from session_mw.quart import SessionMiddleware
-from tests.servers import free_port, running
-
-Message = MutableMapping[str, Any]
-SID = "chat-42"
+from tests.frameworks import SID, drive, seen, server_attributes, turn_answer
+from tests.servers import concurrent_turns, free_port, running
 
 # Quart needs Flask >= 3, above the declared Flask floor: the lowest run leaves this module out.
 pytestmark = [pytest.mark.anyio, pytest.mark.above_floors]
-
-
-def seen() -> dict[str, Any]:
-    opened = current_session()
-    assert opened is not None
-    return {
-        "id": opened.id,
-        "attributes": dict(opened.attributes),
-        "otel": otel_context.get_value("session.id"),
-    }
 
 
 def create_app(extension: SessionMiddleware | None = None, **config: Any) -> Quart:
@@ -180,65 +166,6 @@ async def test_the_websocket_handler_sees_the_session() -> None:
     assert body["attributes"]["http.route"] == "/ws/<room>"
 
 
-async def drive(
-    app: Any,
-    path: str,
-    headers: list[tuple[bytes, bytes]],
-    kind: str = "http",
-    *,
-    send_fails: bool = False,
-    method: str = "GET",
-    root_path: str = "",
-    denial: bool = False,
-    scope_headers: Any = None,
-) -> list[Message]:
-    """One request straight through the ASGI interface, from this task: every message kept,
-    and afterwards nothing may be current here."""
-    sent: list[Message] = []
-    scope: dict[str, Any] = {
-        "type": kind,
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "scheme": "http" if kind == "http" else "ws",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": root_path,
-        "query_string": b"",
-        "headers": [(b"host", b"localhost"), *headers],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 80),
-        # A server that can answer a WebSocket handshake with an HTTP response.
-        "extensions": {"websocket.http.response": {}} if denial else {},
-    }
-    if scope_headers is not None:
-        scope["headers"] = scope_headers
-    if kind == "http":
-        scope["method"] = method
-    incoming = (
-        [{"type": "http.request", "body": b"", "more_body": False}]
-        if kind == "http"
-        else [{"type": "websocket.connect"}]
-    )
-
-    async def receive() -> Message:
-        if incoming:
-            return incoming.pop(0)
-        await asyncio.Event().wait()  # the client is there until the app is done
-        raise AssertionError
-
-    async def send(message: Message) -> None:
-        if send_fails and message["type"] == "http.response.body":
-            raise OSError("client went away")
-        sent.append(message)
-
-    try:
-        await app(scope, receive, send)
-    finally:
-        assert current_session() is None
-        assert otel_context.get_value("session.id") is None
-    return sent
-
-
 async def test_websocket_accept_carries_the_id() -> None:
     sent = await drive(create_app(), "/ws/lobby", [(b"x-session-id", SID.encode())], "websocket")
     assert sent[0]["type"] == "websocket.accept"
@@ -327,8 +254,7 @@ async def test_the_server_span_gets_the_session_and_the_route(
         [(b"x-session-id", SID.encode())],
         method="POST",
     )
-    [server] = [span for span in exporter.get_finished_spans() if span.parent is None]
-    attributes = server.attributes or {}
+    attributes = server_attributes(exporter)
     assert attributes["session.id"] == SID
     assert attributes["url.path"] == "/api/turns/9"
     assert attributes["http.route"] == "/api/turns/<int:cid>"
@@ -434,37 +360,16 @@ served = create_app()
 async def turn(conversation_id: str) -> dict[str, str | None]:
     before = current_session()
     await asyncio.sleep(0.005)
-    after = current_session()
-    return {
-        "before": None if before is None else before.id,
-        "after": None if after is None else after.id,
-        "route": None if after is None else str(after.attributes.get("http.route")),
-    }
-
-
-CONCURRENT = 100
+    return turn_answer(before)
 
 
 async def test_uvicorn_concurrent_requests_each_see_their_own_id() -> None:
     port = free_port()
     command = ["uvicorn", "tests.test_quart:served", "--host", "127.0.0.1", "--port", str(port)]
     with running([*command, "--log-level", "warning"], port) as url:
-        # No keep-alive: see tests/test_asgi_server.py (httpx does not retry the idle race).
-        limits = httpx.Limits(max_connections=CONCURRENT, max_keepalive_connections=0)
-        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
-            ids = [f"conv-{n:03d}" for n in range(CONCURRENT)]
-            responses = await asyncio.gather(
-                *(http.get(f"/turn/{i}", headers={"X-Session-Id": i}) for i in ids)
-            )
+        async with concurrent_turns(url, "/turn/", "/turn/<conversation_id>") as (http, _):
             streamed = await http.get("/stream", headers={"X-Session-Id": SID})
             failed = await http.get("/boom", headers={"X-Session-Id": SID})
-    for session_id, response in zip(ids, responses, strict=True):
-        assert response.headers.get_list("x-session-id") == [session_id]
-        assert response.json() == {
-            "before": session_id,
-            "after": session_id,
-            "route": "/turn/<conversation_id>",
-        }
     assert streamed.text == f"0:{SID}\n1:{SID}\n2:{SID}\n"
     assert (failed.status_code, failed.headers.get_list("x-session-id")) == (500, [SID])
 
@@ -472,7 +377,7 @@ async def test_uvicorn_concurrent_requests_each_see_their_own_id() -> None:
 def test_the_frameworks_benchmark_measures_answered_requests() -> None:
     # benchmarks/frameworks_overhead.py times requests that every app must answer 200, with
     # the id where session-mw is in it (Litestar, Quart and Falcon): checked as it starts.
-    from benchmarks import frameworks_overhead
+    from benchmarks import frameworks_overhead, inprocess
 
     try:
         frameworks_overhead.check()
@@ -480,6 +385,6 @@ def test_the_frameworks_benchmark_measures_answered_requests() -> None:
             assert {baseline, reference} <= set(variants)
             for run in variants.values():
                 assert run(2) > 0
-    finally:  # the benchmark keeps one event loop for all its variants: close it here
-        while frameworks_overhead._loops:
-            frameworks_overhead._loops.pop().close()
+    finally:  # the benchmarks keep one event loop for all their variants: close it here
+        while inprocess._loops:
+            inprocess._loops.pop().close()
