@@ -213,7 +213,8 @@ async def reject(scope: Scope, send: Send, body: bytes) -> None:
         await send({"type": "websocket.close", "code": 1008, "reason": body.decode().strip()})
         return
     await send({"type": f"{prefix}.response.start", "status": 400, "headers": _headers(body)})
-    await send({"type": f"{prefix}.response.body", "body": body})
+    # more_body spelled out: optional in ASGI, but some test clients (Quart 0.23) require it.
+    await send({"type": f"{prefix}.response.body", "body": body, "more_body": False})
 
 
 def _joined(headers: Iterable[tuple[bytes, bytes]], key: bytes, separator: bytes) -> str | None:
