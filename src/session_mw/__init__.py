@@ -3,10 +3,12 @@
 The core (this package) is :func:`session`, :func:`current_session`, :class:`Session`,
 :func:`inject_headers`, :class:`SessionIdFilter` and the ASGI :class:`SessionMiddleware`.
 Adapters and integrations, each imported on its own so that this package imports neither
-Starlette, Flask, Django, Celery nor the OpenTelemetry SDK:
+Starlette, Flask, Django, any other framework, queue nor the OpenTelemetry SDK:
 
 - ``session_mw.asgi`` (Starlette, FastAPI, any ASGI app), ``session_mw.wsgi`` (any WSGI app),
-  ``session_mw.flask`` (the Flask extension), ``session_mw.django`` (Django's ``MIDDLEWARE``);
+  ``session_mw.flask`` (the Flask extension), ``session_mw.django`` (Django's ``MIDDLEWARE``),
+  ``session_mw.litestar`` (Litestar's middleware and plugin), ``session_mw.quart`` (the Quart
+  extension), ``session_mw.falcon`` (Falcon's WSGI and ASGI apps);
 - ``session_mw.celery``, ``session_mw.rq``, ``session_mw.huey``, ``session_mw.dramatiq``,
   ``session_mw.taskiq``, ``session_mw.arq`` (background jobs keep the publisher's session) and
   ``session_mw.threads`` (thread pools);
