@@ -1,10 +1,12 @@
-"""The apps the throughput benchmark serves: Starlette, FastAPI and Flask apps, wrapped each way."""
+"""The apps the server benchmarks serve: Starlette, FastAPI and Flask apps, wrapped each way."""
 
 from __future__ import annotations
 
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from flask import Flask
+from flask_log_request_id import RequestID
+from flask_log_request_id.parser import generic_http_header_parser_for
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel
@@ -14,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from benchmarks.asgi_overhead import UsingSession
 from session_mw import SessionMiddleware
 from session_mw.flask import SessionMiddleware as FlaskSessionMiddleware
 from session_mw.otel import SessionSpanProcessor
@@ -50,6 +53,7 @@ session_mw = SessionMiddleware(starlette_app())
 asgi_correlation_id = CorrelationIdMiddleware(
     starlette_app(), header_name="X-Session-Id", validator=None
 )
+using_session = UsingSession(starlette_app())
 otel = OpenTelemetryMiddleware(starlette_app(), tracer_provider=traced())
 otel_and_session_mw = OpenTelemetryMiddleware(
     SessionMiddleware(starlette_app()), tracer_provider=traced()
@@ -91,3 +95,5 @@ def flask_app() -> Flask:
 flask_bare = flask_app()
 flask_session_mw = flask_app()
 FlaskSessionMiddleware(flask_session_mw)
+flask_log_request_id = flask_app()
+RequestID(flask_log_request_id, request_id_parser=generic_http_header_parser_for("X-Session-Id"))

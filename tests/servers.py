@@ -43,7 +43,8 @@ def running(
     is the whole command line of a server that is no Python module (Debian's redis-server). The
     server's output goes to ``log`` when given (for tests that read it; a pipe nobody reads could
     fill and block it)."""
-    env = {**(os.environ if env is None else env), "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     process = subprocess.Popen(
         list(args) if program else [*prefix, sys.executable, "-m", *args],
         cwd=ROOT,

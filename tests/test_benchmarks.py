@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.ablation import STEPS, ablated
+from benchmarks.server_instructions import GC_COLLECT, GC_LINK, parse
 from tests.servers import ROOT
 
 
@@ -15,3 +16,20 @@ def test_every_ablation_step_still_finds_the_code_it_takes_out(tmp_path: Path) -
     for name in {name for _, edits in STEPS for name, _, _ in edits}:
         original = (ROOT / "src" / "session_mw" / name).read_text()
         assert (copy / name).read_text() != original
+
+
+def test_the_server_benchmark_reads_calls_and_their_cost_from_a_callgrind_dump() -> None:
+    # The format callgrind writes: a name in full the first time, by number after; each call's
+    # inclusive cost on the line after its calls= line.
+    dump = parse(
+        "events: Ir\n"
+        "fn=(1) main\n0 10\n"
+        "cfn=(2) _PyObject_GC_Link\ncalls=3 0\n0 60\n"
+        "fn=(3) other\n0 5\n"
+        "cfn=(2)\ncalls=2 0\n0 40\n"
+        "cfn=(4) gc_collect_main\ncalls=1 0\n+2 500\n"
+        "totals: 615\n"
+    )
+    assert dump.instructions == 615
+    assert dump.calls == {GC_LINK: 5, GC_COLLECT: 1}
+    assert dump.inclusive == {GC_LINK: 100, GC_COLLECT: 500}

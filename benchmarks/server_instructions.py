@@ -1,0 +1,296 @@
+"""Instructions per request counted inside real server processes, one client and 32 at a time.
+
+    python -m benchmarks.server_instructions [starlette fastapi flask django-wsgi django-asgi]
+        [--requests 1000] [--windows 3] [--clients 32]
+
+Every variant is served by its own server on 127.0.0.1, started under valgrind's callgrind:
+uvicorn (httptools) for Starlette, FastAPI and Django's ASGI handler, gunicorn (one gthread
+worker, 4 threads) for Flask and Django's WSGI handler. After a warm-up, callgrind's counters are
+dumped (``callgrind_control -d``) around windows of N requests sent by one keep-alive client,
+then around windows of N sent by 32 concurrent keep-alive clients, each request with an
+``X-Session-Id``. A window's count, less what the server does while idle for as long (its event
+loop's timers, measured in an idle window), over N is its figure; the table gives the median
+over windows. Counts do not depend on what else the machine does, so they show what wall clock
+on a shared machine cannot: the cyclic garbage collector's share under concurrency.
+
+Each row also gives the GC-tracked allocations per request (calls to ``_PyObject_GC_Link``, the
+counter that triggers a collection) and the instructions spent in the cyclic collector
+(``gc_collect_main``), with the most one window spent there: a full collection lands in some
+windows and not others, which is why the figures are medians. Needs valgrind; the GC columns
+need a CPython whose symbols callgrind can read (pyenv's builds; not every distribution's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+
+from benchmarks.harness import SESSION_ID
+from tests.servers import free_port, running
+
+
+@dataclass(frozen=True)
+class Suite:
+    title: str
+    server: str  # "uvicorn" or "gunicorn"
+    path: str
+    variants: Mapping[str, tuple[str, str]]  # name: (app's import path, SESSION_MW_BENCH_DJANGO)
+    peers: tuple[str, ...]  # the variants session-mw's overhead is compared with
+
+
+DJANGO = "benchmarks.django_server"
+SUITES = {
+    "starlette": Suite("uvicorn, a minimal Starlette endpoint", "uvicorn", "/chat/42", {
+        "bare Starlette app": ("benchmarks.apps:bare", ""),
+        "pass-through middleware": ("benchmarks.apps:passthrough", ""),
+        "session-mw": ("benchmarks.apps:session_mw", ""),
+        "asgi-correlation-id": ("benchmarks.apps:asgi_correlation_id", ""),
+        "using_session (hand-written)": ("benchmarks.apps:using_session", ""),
+    }, ("using_session (hand-written)", "asgi-correlation-id")),
+    "fastapi": Suite("uvicorn, a typical FastAPI endpoint", "uvicorn", "/chat/42?turn=2", {
+        "bare FastAPI app": ("benchmarks.apps:fastapi_bare", ""),
+        "session-mw": ("benchmarks.apps:fastapi_session_mw", ""),
+    }, ()),
+    "flask": Suite("gunicorn gthread, a minimal Flask endpoint", "gunicorn", "/chat/42", {
+        "bare Flask app": ("benchmarks.apps:flask_bare", ""),
+        "session-mw": ("benchmarks.apps:flask_session_mw", ""),
+        "flask-log-request-id": ("benchmarks.apps:flask_log_request_id", ""),
+    }, ("flask-log-request-id",)),
+    "django-wsgi": Suite("gunicorn gthread, Django's WSGI handler, a sync view", "gunicorn",
+                         "/chat/42", {
+        "bare Django": (f"{DJANGO}:wsgi", "bare"),
+        "session-mw": (f"{DJANGO}:wsgi", "session-mw"),
+        "django-guid": (f"{DJANGO}:wsgi", "django-guid"),
+    }, ("django-guid",)),
+    "django-asgi": Suite("uvicorn, Django's ASGI handler, an async view", "uvicorn", "/achat/42", {
+        "bare Django": (f"{DJANGO}:asgi", "bare"),
+        "session-mw": (f"{DJANGO}:asgi", "session-mw"),
+        "django-guid": (f"{DJANGO}:asgi", "django-guid"),
+    }, ("django-guid",)),
+}  # fmt: skip
+
+GC_LINK = "_PyObject_GC_Link"  # every GC-tracked allocation; it counts towards a collection
+GC_COLLECT = "gc_collect_main"  # one run of the cyclic collector
+IDLE_SECONDS = 5.0
+
+
+# -- the load: exactly N requests over C keep-alive connections --------------------------------
+
+
+async def _client(port: int, request: bytes, count: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(count):
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            if not head.startswith(b"HTTP/1.1 200 ") or length is None:
+                raise RuntimeError(f"unexpected response: {head!r}")
+            await reader.readexactly(int(length.group(1)))
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def load(port: int, path: str, requests: int, clients: int) -> None:
+    """Send ``requests`` GETs, spread over ``clients`` concurrent keep-alive connections."""
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Session-Id: {SESSION_ID}\r\n\r\n"
+    ).encode()
+    each, extra = divmod(requests, clients)
+
+    async def all_clients() -> None:
+        counts = [each + (i < extra) for i in range(clients)]
+        await asyncio.gather(*(_client(port, request, n) for n in counts if n))
+
+    asyncio.run(all_clients())
+
+
+# -- callgrind's dumps ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dump:
+    instructions: int
+    calls: Mapping[str, int]  # calls to a function, from every call site
+    inclusive: Mapping[str, int]  # instructions inside those calls
+
+
+def parse(text: str, watched: tuple[str, ...] = (GC_LINK, GC_COLLECT)) -> Dump:
+    """The total and the calls into ``watched`` functions of one callgrind output file.
+
+    Names are compressed (``(12) name`` once, then ``(12)``); a ``calls=`` line follows the
+    callee's ``cfn=`` and is followed by a line whose last number is the call's inclusive cost."""
+    names: dict[str, str] = {}
+    calls: dict[str, int] = defaultdict(int)
+    inclusive: dict[str, int] = defaultdict(int)
+    total = 0
+    callee = ""
+    lines = iter(text.splitlines())
+    for line in lines:
+        if line.startswith(("fn=", "cfn=")):
+            found = re.match(r"c?fn=\((\d+)\)(?: (.*))?", line)
+            if found is None:
+                continue
+            key, name = found.groups()
+            if name is not None:
+                names[key] = name
+            if line.startswith("cfn="):
+                callee = names.get(key, "")
+        elif line.startswith("calls=") and callee in watched:
+            calls[callee] += int(line.split("=", 1)[1].split()[0])
+            inclusive[callee] += int(next(lines).split()[-1])
+        elif line.startswith(("summary:", "totals:")):
+            total = int(line.split()[1])
+    return Dump(total, dict(calls), dict(inclusive))
+
+
+class Counted:
+    """A server process under callgrind whose counters are dumped on demand."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.pid, self.out, self.dumps = pid, out, 0
+        self.last = time.monotonic()
+
+    def dump(self) -> tuple[Dump, float]:
+        """What the process did since the previous dump, and the seconds that took."""
+        subprocess.run(["callgrind_control", "-d", str(self.pid)], check=True, capture_output=True)
+        now, self.dumps = time.monotonic(), self.dumps + 1
+        elapsed, self.last = now - self.last, now
+        return parse(Path(f"{self.out}.{self.pid}.{self.dumps}").read_text()), elapsed
+
+
+@contextmanager
+def counted(server: str, app: str, django: str) -> Iterator[tuple[int, Counted]]:
+    """The server, its port, and the process that serves requests (gunicorn's one worker)."""
+    port = free_port()
+    if server == "uvicorn":
+        args = ["uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--http",
+                "httptools", "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    else:  # no timeout: a worker under callgrind is far slower to boot and beat than usual
+        args = ["gunicorn", "--worker-class", "gthread", "--threads", "4", "--timeout", "0",
+                "--bind", f"127.0.0.1:{port}", "--log-level", "warning", app]  # fmt: skip
+    env = {**os.environ, "PYTHONHASHSEED": "0", "SESSION_MW_BENCH_DJANGO": django}
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "callgrind.out"
+        prefix = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p"]
+        with running(args, port, timeout=300, env=env, prefix=prefix):
+            yield port, Counted(_serving_process(port), out)
+
+
+def _serving_process(port: int) -> int:
+    """The callgrind process that serves ``port``: uvicorn itself, or gunicorn's one worker."""
+    # callgrind_control lists every process under callgrind, one "PID n: command line" each;
+    # gunicorn's worker is forked from its master, so it has the same command line and the
+    # master for a parent.
+    listed = subprocess.run(
+        ["callgrind_control"], check=True, capture_output=True, text=True
+    ).stdout
+    pids = [int(pid) for pid, line in re.findall(r"^PID (\d+): (.*)$", listed, re.MULTILINE)
+            if re.search(rf"\b{port}\b", line)]  # fmt: skip
+    workers = [pid for pid in pids if _parent(pid) in pids] or pids
+    if len(workers) != 1:
+        raise RuntimeError(f"not one process serving port {port} under callgrind:\n{listed}")
+    return workers[0]
+
+
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+@dataclass(frozen=True)
+class Row:
+    """Medians over a variant's windows, per request; and the most one window spent collecting."""
+
+    instructions: float
+    allocations: float
+    collector: float
+    collector_max: float
+
+
+def measure(suite: Suite, name: str, requests: int, clients: int, windows: int) -> dict[int, Row]:
+    """One variant's rows, with one client and with ``clients`` at a time."""
+    app, django = suite.variants[name]
+    rows: dict[int, Row] = {}
+    with counted(suite.server, app, django) as (port, server):
+        for c in (1, clients):  # warm-up: imports, caches, the first connections' set-up
+            load(port, suite.path, 200, c)
+        server.dump()
+        time.sleep(IDLE_SECONDS)
+        idle, seconds = server.dump()
+        idle_rate = idle.instructions / seconds
+        for c in (1, clients):
+            counts, allocations, collector = [], [], []
+            for _ in range(windows):
+                load(port, suite.path, requests, c)
+                window, seconds = server.dump()
+                counts.append((window.instructions - idle_rate * seconds) / requests)
+                allocations.append(window.calls.get(GC_LINK, 0) / requests)
+                collector.append(window.inclusive.get(GC_COLLECT, 0) / requests)
+            rows[c] = Row(median(counts), median(allocations), median(collector), max(collector))
+    return rows
+
+
+def table(suite: Suite, rows: Mapping[str, Mapping[int, Row]], clients: int) -> str:
+    """A Markdown table: every variant with one client, then with ``clients``."""
+    bare = next(iter(rows))
+    heads = ["variant", "clients", "instructions", "overhead", *(f"vs {p}" for p in suite.peers),
+             "GC allocations", "in the collector (most)"]  # fmt: skip
+    lines = [
+        f"**{suite.title}** (per request, counted inside the server)",
+        "",
+        "| " + " | ".join(heads) + " |",
+        "|---" + "|---:" * (len(heads) - 1) + "|",
+    ]
+    for c in (1, clients):
+        for name, by in rows.items():
+            over = by[c].instructions - rows[bare][c].instructions
+            cells = [name, str(c), f"{by[c].instructions:,.0f}"]
+            cells.append("-" if name == bare else f"{over:+,.0f}")
+            for peer in suite.peers:
+                peer_over = rows[peer][c].instructions - rows[bare][c].instructions
+                cells.append("-" if name == bare else f"{over / peer_over:.2f}x")
+            cells += [
+                f"{by[c].allocations:.1f}",
+                f"{by[c].collector:,.0f} ({by[c].collector_max:,.0f})",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("suites", nargs="*", choices=[*SUITES, []], help=", ".join(SUITES))
+    parser.add_argument("--requests", type=int, default=1000, help="per window")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--windows", type=int, default=3, help="per variant and clients")
+    args = parser.parse_args()
+    for key in args.suites or list(SUITES):
+        suite = SUITES[key]
+        rows = {
+            name: measure(suite, name, args.requests, args.clients, args.windows)
+            for name in suite.variants
+        }
+        print(table(suite, rows, args.clients), flush=True)
+    print(
+        f"(callgrind inside the server; medians over {args.windows} windows of {args.requests} "
+        f"requests after 400 warm-up requests, each less the server's idle instructions over "
+        f"its length ({IDLE_SECONDS:.0f} s measured); Python {sys.version.split()[0]})"
+    )
+
+
+if __name__ == "__main__":
+    main()
