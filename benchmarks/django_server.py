@@ -8,6 +8,7 @@ Django reads its settings once per process.
 
 from __future__ import annotations
 
+import binascii
 import os
 
 import django
@@ -47,9 +48,23 @@ async def achat(request: HttpRequest, cid: str) -> JsonResponse:
     return _reply()
 
 
+def dump(request: HttpRequest) -> JsonResponse:
+    binascii.crc_hqx(b"", 0)  # benchmarks.server_instructions: callgrind dumps its counters
+    return _reply()
+
+
+async def adump(request: HttpRequest) -> JsonResponse:
+    return dump(request)
+
+
 from django.core.asgi import get_asgi_application  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
-urlpatterns = [path("chat/<cid>", chat), path("achat/<cid>", achat)]
+urlpatterns = [
+    path("chat/<cid>", chat),
+    path("achat/<cid>", achat),
+    path("dump", dump),  # after the routes measured
+    path("adump", adump),
+]
 wsgi = get_wsgi_application()
 asgi = get_asgi_application()

@@ -5,9 +5,9 @@
 
 Every variant is served by its own server on 127.0.0.1, started under valgrind's callgrind:
 uvicorn (httptools) for Starlette, FastAPI and Django's ASGI handler, gunicorn (one gthread
-worker, 4 threads) for Flask and Django's WSGI handler. After a warm-up, callgrind's counters are
-dumped (``callgrind_control -d``) around windows of N requests sent by one keep-alive client,
-then around windows of N sent by 32 concurrent keep-alive clients, each request with an
+worker, 4 threads) for Flask and Django's WSGI handler. After a warm-up, callgrind's counters
+are dumped (by a request to the app's ``/dump``) around windows of N requests sent by one
+keep-alive client, then by 32 concurrent keep-alive clients, each request with an
 ``X-Session-Id``. A window's count, less what the server does while idle for as long (its event
 loop's timers, measured in an idle window), over N is its figure; the table gives the median
 over windows. Counts do not depend on what else the machine does, so they show what wall clock
@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ class Suite:
     path: str
     variants: Mapping[str, tuple[str, str]]  # name: (app's import path, SESSION_MW_BENCH_DJANGO)
     peers: tuple[str, ...]  # the variants session-mw's overhead is compared with
+    marker: str = "/dump"  # the apps' endpoint that calls MARKER
 
 
 DJANGO = "benchmarks.django_server"
@@ -78,9 +78,10 @@ SUITES = {
         "bare Django": (f"{DJANGO}:asgi", "bare"),
         "session-mw": (f"{DJANGO}:asgi", "session-mw"),
         "django-guid": (f"{DJANGO}:asgi", "django-guid"),
-    }, ("django-guid",)),
+    }, ("django-guid",), "/adump"),
 }  # fmt: skip
 
+MARKER = "binascii_crc_hqx"  # binascii.crc_hqx(): callgrind dumps its counters as it is called
 GC_LINK = "_PyObject_GC_Link"  # every GC-tracked allocation; it counts towards a collection
 GC_COLLECT = "gc_collect_main"  # one run of the cyclic collector
 IDLE_SECONDS = 5.0
@@ -158,25 +159,27 @@ def parse(text: str, watched: tuple[str, ...] = (GC_LINK, GC_COLLECT)) -> Dump:
 
 
 class Counted:
-    """A server process under callgrind whose counters are dumped on demand."""
+    """A server process under callgrind, dumping its counters whenever a request asks it to."""
 
-    def __init__(self, pid: int, out: Path) -> None:
-        self.pid, self.out, self.dumps = pid, out, 0
+    def __init__(self, port: int, marker: str, out: Path) -> None:
+        self.port, self.marker, self.out, self.dumps = port, marker, out, 0
         self.last = time.monotonic()
 
     def dump(self) -> tuple[Dump, float]:
-        """What the process did since the previous dump, and the seconds that took."""
-        subprocess.run(["callgrind_control", "-d", str(self.pid)], check=True, capture_output=True)
+        """What the serving process did since the previous dump, and the seconds that took."""
+        load(self.port, self.marker, 1, 1)
         now, self.dumps = time.monotonic(), self.dumps + 1
         elapsed, self.last = now - self.last, now
-        return parse(Path(f"{self.out}.{self.pid}.{self.dumps}").read_text()), elapsed
+        # Only the process that served the request dumps: uvicorn, or gunicorn's one worker.
+        (found,) = self.out.parent.glob(f"{self.out.name}.*.{self.dumps}")
+        return parse(found.read_text()), elapsed
 
 
 @contextmanager
-def counted(server: str, app: str, django: str) -> Iterator[tuple[int, Counted]]:
-    """The server, its port, and the process that serves requests (gunicorn's one worker)."""
+def counted(suite: Suite, app: str, django: str) -> Iterator[tuple[int, Counted]]:
+    """The server under callgrind and its port."""
     port = free_port()
-    if server == "uvicorn":
+    if suite.server == "uvicorn":
         args = ["uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--http",
                 "httptools", "--no-access-log", "--log-level", "warning"]  # fmt: skip
     else:  # no timeout: a worker under callgrind is far slower to boot and beat than usual
@@ -185,30 +188,13 @@ def counted(server: str, app: str, django: str) -> Iterator[tuple[int, Counted]]
     env = {**os.environ, "PYTHONHASHSEED": "0", "SESSION_MW_BENCH_DJANGO": django}
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "callgrind.out"
-        prefix = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p"]
+        # callgrind_control cannot reach a forked process (gunicorn's worker): the apps' marker
+        # endpoint calls a C function nothing else on the request path calls, and callgrind
+        # dumps each time it is entered.
+        prefix = ["valgrind", "--tool=callgrind", f"--dump-before={MARKER}",
+                  f"--callgrind-out-file={out}.%p"]  # fmt: skip
         with running(args, port, timeout=300, env=env, prefix=prefix):
-            yield port, Counted(_serving_process(port), out)
-
-
-def _serving_process(port: int) -> int:
-    """The callgrind process that serves ``port``: uvicorn itself, or gunicorn's one worker."""
-    # callgrind_control lists every process under callgrind, one "PID n: command line" each;
-    # gunicorn's worker is forked from its master, so it has the same command line and the
-    # master for a parent.
-    listed = subprocess.run(
-        ["callgrind_control"], check=True, capture_output=True, text=True
-    ).stdout
-    pids = [int(pid) for pid, line in re.findall(r"^PID (\d+): (.*)$", listed, re.MULTILINE)
-            if re.search(rf"\b{port}\b", line)]  # fmt: skip
-    workers = [pid for pid in pids if _parent(pid) in pids] or pids
-    if len(workers) != 1:
-        raise RuntimeError(f"not one process serving port {port} under callgrind:\n{listed}")
-    return workers[0]
-
-
-def _parent(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[1])
+            yield port, Counted(port, suite.marker, out)
 
 
 @dataclass(frozen=True)
@@ -225,7 +211,7 @@ def measure(suite: Suite, name: str, requests: int, clients: int, windows: int) 
     """One variant's rows, with one client and with ``clients`` at a time."""
     app, django = suite.variants[name]
     rows: dict[int, Row] = {}
-    with counted(suite.server, app, django) as (port, server):
+    with counted(suite, app, django) as (port, server):
         for c in (1, clients):  # warm-up: imports, caches, the first connections' set-up
             load(port, suite.path, 200, c)
         server.dump()
