@@ -22,10 +22,12 @@ MIDDLEWARE = {
     "django-guid": ["django_guid.middleware.guid_middleware"],
 }
 
+VARIANT = os.environ.get("SESSION_MW_BENCH_DJANGO", "bare")
 settings.configure(
     ROOT_URLCONF=__name__,
-    MIDDLEWARE=MIDDLEWARE[os.environ.get("SESSION_MW_BENCH_DJANGO", "bare")],
-    INSTALLED_APPS=["django_guid"],
+    MIDDLEWARE=MIDDLEWARE[VARIANT],
+    # django-guid's app hooks every request's end: installed where it is measured, only.
+    INSTALLED_APPS=["django_guid"] if VARIANT == "django-guid" else [],
     DJANGO_GUID={"GUID_HEADER_NAME": "X-Session-Id", "VALIDATE_GUID": False},
     ALLOWED_HOSTS=["*"],
     USE_TZ=True,

@@ -124,16 +124,32 @@ def load(port: int, path: str, requests: int, clients: int) -> None:
 
 @dataclass(frozen=True)
 class Dump:
-    instructions: int
-    calls: Mapping[str, int]  # calls to a function, from every call site
-    inclusive: Mapping[str, int]  # instructions inside those calls
+    """What a process did between two dumps: instructions, GC-tracked allocations (calls to
+    ``GC_LINK``) and instructions inside the cyclic collector (``GC_COLLECT``)."""
+
+    instructions: float
+    allocations: float
+    collector: float
+
+    def minus(self, other: Dump, times: float = 1.0) -> Dump:
+        return Dump(
+            self.instructions - times * other.instructions,
+            self.allocations - times * other.allocations,
+            self.collector - times * other.collector,
+        )
+
+    def over(self, n: float) -> Dump:
+        return Dump(self.instructions / n, self.allocations / n, self.collector / n)
 
 
-def parse(text: str, watched: tuple[str, ...] = (GC_LINK, GC_COLLECT)) -> Dump:
-    """The total and the calls into ``watched`` functions of one callgrind output file.
+def parse(text: str) -> Dump:
+    """One callgrind output file's total, and the calls into (and cost of) the GC functions.
 
     Names are compressed (``(12) name`` once, then ``(12)``); a ``calls=`` line follows the
-    callee's ``cfn=`` and is followed by a line whose last number is the call's inclusive cost."""
+    callee's ``cfn=`` and is followed by a line whose last number is the call's inclusive cost
+    (the only event counted is ``Ir``)."""
+    if "\nevents: Ir\n" not in text:
+        raise RuntimeError("not a callgrind dump of instructions alone (events: Ir)")
     names: dict[str, str] = {}
     calls: dict[str, int] = defaultdict(int)
     inclusive: dict[str, int] = defaultdict(int)
@@ -144,18 +160,19 @@ def parse(text: str, watched: tuple[str, ...] = (GC_LINK, GC_COLLECT)) -> Dump:
         if line.startswith(("fn=", "cfn=")):
             found = re.match(r"c?fn=\((\d+)\)(?: (.*))?", line)
             if found is None:
-                continue
+                raise RuntimeError(f"a function name callgrind did not compress: {line!r}")
             key, name = found.groups()
             if name is not None:
                 names[key] = name
             if line.startswith("cfn="):
-                callee = names.get(key, "")
-        elif line.startswith("calls=") and callee in watched:
-            calls[callee] += int(line.split("=", 1)[1].split()[0])
-            inclusive[callee] += int(next(lines).split()[-1])
+                callee = names[key]
+        elif line.startswith("calls="):
+            if callee in (GC_LINK, GC_COLLECT):
+                calls[callee] += int(line.split("=", 1)[1].split()[0])
+                inclusive[callee] += int(next(lines).split()[-1])
         elif line.startswith(("summary:", "totals:")):
             total = int(line.split()[1])
-    return Dump(total, dict(calls), dict(inclusive))
+    return Dump(total, calls[GC_LINK], inclusive[GC_COLLECT])
 
 
 class Counted:
@@ -171,13 +188,18 @@ class Counted:
         now, self.dumps = time.monotonic(), self.dumps + 1
         elapsed, self.last = now - self.last, now
         # Only the process that served the request dumps: uvicorn, or gunicorn's one worker.
-        (found,) = self.out.parent.glob(f"{self.out.name}.*.{self.dumps}")
-        return parse(found.read_text()), elapsed
+        found = list(self.out.parent.glob(f"{self.out.name}.*.{self.dumps}"))
+        if len(found) != 1:
+            raise RuntimeError(
+                f"callgrind wrote {len(found)} dumps at {MARKER}, not 1: this Python's symbols "
+                "are not readable (a stripped build?); pyenv's builds have them"
+            )
+        return parse(found[0].read_text()), elapsed
 
 
 @contextmanager
-def counted(suite: Suite, app: str, django: str) -> Iterator[tuple[int, Counted]]:
-    """The server under callgrind and its port."""
+def counted(suite: Suite, app: str, django: str) -> Iterator[Counted]:
+    """The server under callgrind."""
     port = free_port()
     if suite.server == "uvicorn":
         args = ["uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--http",
@@ -186,7 +208,8 @@ def counted(suite: Suite, app: str, django: str) -> Iterator[tuple[int, Counted]
         args = ["gunicorn", "--worker-class", "gthread", "--threads", "4", "--timeout", "0",
                 "--bind", f"127.0.0.1:{port}", "--log-level", "warning", app]  # fmt: skip
     env = {**os.environ, "PYTHONHASHSEED": "0", "SESSION_MW_BENCH_DJANGO": django}
-    with tempfile.TemporaryDirectory() as folder:
+    # A worker that outlives its master's stop writes its last dump late: never an error.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as folder:
         out = Path(folder) / "callgrind.out"
         # callgrind_control cannot reach a forked process (gunicorn's worker): the apps' marker
         # endpoint calls a C function nothing else on the request path calls, and callgrind
@@ -194,7 +217,7 @@ def counted(suite: Suite, app: str, django: str) -> Iterator[tuple[int, Counted]
         prefix = ["valgrind", "--tool=callgrind", f"--dump-before={MARKER}",
                   f"--callgrind-out-file={out}.%p"]  # fmt: skip
         with running(args, port, timeout=300, env=env, prefix=prefix):
-            yield port, Counted(port, suite.marker, out)
+            yield Counted(port, suite.marker, out)
 
 
 @dataclass(frozen=True)
@@ -211,22 +234,30 @@ def measure(suite: Suite, name: str, requests: int, clients: int, windows: int) 
     """One variant's rows, with one client and with ``clients`` at a time."""
     app, django = suite.variants[name]
     rows: dict[int, Row] = {}
-    with counted(suite, app, django) as (port, server):
+    with counted(suite, app, django) as server:
         for c in (1, clients):  # warm-up: imports, caches, the first connections' set-up
-            load(port, suite.path, 200, c)
+            load(server.port, suite.path, 200, c)
         server.dump()
+        # Every window holds one marker request (the end of one, the start of the next) and
+        # what the server does while idle (its timers) for as long as the window lasts: the
+        # marker alone, between dumps with nothing else between them, then an idle window.
+        markers = sorted((server.dump()[0] for _ in range(3)), key=lambda d: d.instructions)
+        marker = markers[1]
         time.sleep(IDLE_SECONDS)
         idle, seconds = server.dump()
-        idle_rate = idle.instructions / seconds
+        per_second = idle.minus(marker).over(seconds)
         for c in (1, clients):
-            counts, allocations, collector = [], [], []
+            figures = []
             for _ in range(windows):
-                load(port, suite.path, requests, c)
+                load(server.port, suite.path, requests, c)
                 window, seconds = server.dump()
-                counts.append((window.instructions - idle_rate * seconds) / requests)
-                allocations.append(window.calls.get(GC_LINK, 0) / requests)
-                collector.append(window.inclusive.get(GC_COLLECT, 0) / requests)
-            rows[c] = Row(median(counts), median(allocations), median(collector), max(collector))
+                figures.append(window.minus(marker).minus(per_second, seconds).over(requests))
+            rows[c] = Row(
+                median(f.instructions for f in figures),
+                median(f.allocations for f in figures),
+                median(f.collector for f in figures),
+                max(f.collector for f in figures),
+            )
     return rows
 
 
@@ -259,6 +290,7 @@ def table(suite: Suite, rows: Mapping[str, Mapping[int, Row]], clients: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    # [] among the choices: argparse checks an empty nargs="*" list against them too.
     parser.add_argument("suites", nargs="*", choices=[*SUITES, []], help=", ".join(SUITES))
     parser.add_argument("--requests", type=int, default=1000, help="per window")
     parser.add_argument("--clients", type=int, default=32)
@@ -273,8 +305,9 @@ def main() -> None:
         print(table(suite, rows, args.clients), flush=True)
     print(
         f"(callgrind inside the server; medians over {args.windows} windows of {args.requests} "
-        f"requests after 400 warm-up requests, each less the server's idle instructions over "
-        f"its length ({IDLE_SECONDS:.0f} s measured); Python {sys.version.split()[0]})"
+        f"requests after 400 warm-up requests, each less one marker request and the server's "
+        f"idle work for its length ({IDLE_SECONDS:.0f} s measured); Python "
+        f"{sys.version.split()[0]})"
     )
 
 

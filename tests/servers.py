@@ -44,6 +44,8 @@ def running(
     server's output goes to ``log`` when given (for tests that read it; a pipe nobody reads could
     fill and block it)."""
     env = dict(os.environ if env is None else env)
+    # The repository first; a caller's own path after it (a benchmark measuring another copy of
+    # the package puts that copy there).
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     process = subprocess.Popen(
         list(args) if program else [*prefix, sys.executable, "-m", *args],

@@ -81,10 +81,13 @@ class SessionMiddleware:
                 "400 Bad Request", [("Content-Type", _TEXT), ("Content-Length", str(len(message)))]
             )
             return [message]
-        cors = "HTTP_ORIGIN" in environ
-        respond = _StartResponse(start_response, self, opened, cors, environ)
         if opened is None:  # issue_ids=False and no usable id: no session, as without us
-            return self.wsgi_app(environ, respond if cors else start_response)
+            if "HTTP_ORIGIN" not in environ:  # and no CORS header to expose
+                return self.wsgi_app(environ, start_response)
+            return self.wsgi_app(environ, _StartResponse(start_response, self, None, None, environ))
+        # None: the app writes the header (issue_ids=False), if anyone does.
+        echoed = opened.id if pipeline.issue_ids else None
+        respond = _StartResponse(start_response, self, opened, echoed, environ)
         # The request's own context: whatever the app, its body and its close() set there,
         # the session first, never reaches the caller's.
         run = copy_context().run
@@ -142,20 +145,20 @@ class _StartResponse:
     every request, each counted by the cyclic garbage collector (benchmarks.server_instructions).
     """
 
-    __slots__ = ("_cors", "_environ", "_middleware", "_opened", "_start_response")
+    __slots__ = ("_echoed", "_environ", "_middleware", "_opened", "_start_response")
 
     def __init__(
         self,
         start_response: StartResponse,
         middleware: SessionMiddleware,
         opened: Session | None,
-        cors: bool,
+        echoed: str | None,
         environ: WSGIEnvironment,
     ) -> None:
         self._start_response = start_response
         self._middleware = middleware
         self._opened = opened
-        self._cors = cors
+        self._echoed = echoed
         self._environ = environ
 
     def __call__(
@@ -172,9 +175,8 @@ class _StartResponse:
             # The server span is current here whether it started outside the session (OTel's
             # WSGI middleware outermost) or inside it (Flask's, OTel's middleware inside).
             mark_current_span(opened, middleware._pipeline.id_attributes)
-        # None: no session, or the app writes the header (issue_ids=False), if anyone does.
-        echoed = None if opened is None or not middleware._pipeline.issue_ids else opened.id
-        headers = middleware._names.response_headers(headers, echoed, self._cors, environ)
+        cors = "HTTP_ORIGIN" in environ
+        headers = middleware._names.response_headers(headers, self._echoed, cors, environ)
         return self._start_response(status, headers, exc_info)
 
 
