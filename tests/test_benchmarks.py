@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from benchmarks.ablation import STEPS, ablated
-from benchmarks.server_instructions import Dump, parse
-from tests.servers import ROOT
+from benchmarks.server_instructions import Dump, load, parse
+from tests.servers import ROOT, free_port, running
 
 
 def test_every_ablation_step_still_finds_the_code_it_takes_out(tmp_path: Path) -> None:
@@ -31,3 +33,15 @@ def test_the_server_benchmark_reads_calls_and_their_cost_from_a_callgrind_dump()
         "totals: 615\n"
     )
     assert dump == Dump(instructions=615, allocations=5, collector=500)
+
+
+def test_the_server_benchmark_load_gets_every_answer_from_a_real_uvicorn() -> None:
+    # load() speaks HTTP/1.1 keep-alive itself: every answer must be a 200 with a length, on
+    # the measured route and on the marker route that has callgrind dump its counters.
+    port = free_port()
+    args = ["uvicorn", "benchmarks.apps:session_mw", "--port", str(port), "--log-level", "warning"]
+    with running(args, port):
+        load(port, "/chat/42", 50, 8)
+        load(port, "/dump", 3, 1)
+        with pytest.raises(RuntimeError, match="unexpected response"):
+            load(port, "/no-such-route", 1, 1)
