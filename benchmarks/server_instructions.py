@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import binascii
 import os
 import re
 import sys
@@ -37,6 +38,7 @@ from pathlib import Path
 from statistics import median
 
 from benchmarks.harness import SESSION_ID
+from benchmarks.throughput import server_args
 from tests.servers import free_port, running
 
 
@@ -81,10 +83,15 @@ SUITES = {
     }, ("django-guid",), "/adump"),
 }  # fmt: skip
 
-MARKER = "binascii_crc_hqx"  # binascii.crc_hqx(): callgrind dumps its counters as it is called
+MARKER = "binascii_crc_hqx"  # the C function mark() calls: callgrind dumps as it is entered
 GC_LINK = "_PyObject_GC_Link"  # every GC-tracked allocation; it counts towards a collection
 GC_COLLECT = "gc_collect_main"  # one run of the cyclic collector
 IDLE_SECONDS = 5.0
+
+
+def mark() -> None:
+    """What the apps' marker endpoint calls: callgrind dumps its counters (``MARKER``)."""
+    binascii.crc_hqx(b"", 0)
 
 
 # -- the load: exactly N requests over C keep-alive connections --------------------------------
@@ -201,12 +208,7 @@ class Counted:
 def counted(suite: Suite, app: str, django: str) -> Iterator[Counted]:
     """The server under callgrind."""
     port = free_port()
-    if suite.server == "uvicorn":
-        args = ["uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--http",
-                "httptools", "--no-access-log", "--log-level", "warning"]  # fmt: skip
-    else:  # no timeout: a worker under callgrind is far slower to boot and beat than usual
-        args = ["gunicorn", "--worker-class", "gthread", "--threads", "4", "--timeout", "0",
-                "--bind", f"127.0.0.1:{port}", "--log-level", "warning", app]  # fmt: skip
+    args = server_args(suite.server, app, port)
     env = {**os.environ, "PYTHONHASHSEED": "0", "SESSION_MW_BENCH_DJANGO": django}
     # A worker that outlives its master's stop writes its last dump late: never an error.
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as folder:
@@ -273,13 +275,12 @@ def table(suite: Suite, rows: Mapping[str, Mapping[int, Row]], clients: int) -> 
         "|---" + "|---:" * (len(heads) - 1) + "|",
     ]
     for c in (1, clients):
+        over = {name: by[c].instructions - rows[bare][c].instructions for name, by in rows.items()}
         for name, by in rows.items():
-            over = by[c].instructions - rows[bare][c].instructions
             cells = [name, str(c), f"{by[c].instructions:,.0f}"]
-            cells.append("-" if name == bare else f"{over:+,.0f}")
+            cells.append("-" if name == bare else f"{over[name]:+,.0f}")
             for peer in suite.peers:
-                peer_over = rows[peer][c].instructions - rows[bare][c].instructions
-                cells.append("-" if name == bare else f"{over / peer_over:.2f}x")
+                cells.append("-" if name == bare else f"{over[name] / over[peer]:.2f}x")
             cells += [
                 f"{by[c].allocations:.1f}",
                 f"{by[c].collector:,.0f} ({by[c].collector_max:,.0f})",

@@ -33,7 +33,7 @@ from tests.servers import free_port, running
 
 # Title, server kind, path, {variant: attribute of benchmarks.apps}; the bare app comes first.
 SUITES = [
-    ("uvicorn, a minimal Starlette endpoint", "asgi", "/chat/42", {
+    ("uvicorn, a minimal Starlette endpoint", "uvicorn", "/chat/42", {
         "bare Starlette app": "bare",
         "pass-through middleware (noise floor)": "passthrough",
         "session-mw": "session_mw",
@@ -41,12 +41,12 @@ SUITES = [
         "OTel ASGI instrumentation": "otel",
         "OTel ASGI instrumentation + session-mw": "otel_and_session_mw",
     }),
-    ("uvicorn, a typical FastAPI endpoint (typed parameters, response model)", "asgi",
+    ("uvicorn, a typical FastAPI endpoint (typed parameters, response model)", "uvicorn",
      "/chat/42?turn=2", {
         "bare FastAPI app": "fastapi_bare",
         "session-mw": "fastapi_session_mw",
     }),
-    ("gunicorn gthread, a minimal Flask endpoint", "wsgi", "/chat/42", {
+    ("gunicorn gthread, a minimal Flask endpoint", "gunicorn", "/chat/42", {
         "bare Flask app": "flask_bare",
         "session-mw (Flask extension)": "flask_session_mw",
     }),
@@ -62,20 +62,23 @@ def _pinned(core: int) -> list[str]:
     return ["taskset", "-c", str(core)] if _CAN_PIN else []
 
 
+def server_args(server: str, app: str, port: int) -> list[str]:
+    """``python -m`` arguments of a benchmark server: uvicorn (httptools) or gunicorn (one
+    gthread worker, 4 threads) serving ``app`` on 127.0.0.1:``port``."""
+    if server == "uvicorn":
+        return ["uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--http",
+                "httptools", "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    # No worker timeout: under callgrind a worker is far slower to boot and beat than usual.
+    return ["gunicorn", "--worker-class", "gthread", "--threads", "4", "--timeout", "0",
+            "--bind", f"127.0.0.1:{port}", "--log-level", "warning", app]  # fmt: skip
+
+
 @contextmanager
 def server(kind: str, app: str, path: str) -> Iterator[str]:
     port = free_port()
-    target = f"benchmarks.apps:{app}"
-    if kind == "asgi":
-        command = ["uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
-                   "--no-access-log", "--http", "httptools"]  # fmt: skip
-    else:
-        command = ["gunicorn", "--worker-class", "gthread", "--threads", "4",
-                   "--bind", f"127.0.0.1:{port}", target]  # fmt: skip
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    with running(
-        [*command, "--log-level", "warning"], port, env=env, prefix=[*_NO_ASLR, *_pinned(0)]
-    ) as url:
+    args = server_args(kind, f"benchmarks.apps:{app}", port)
+    with running(args, port, env=env, prefix=[*_NO_ASLR, *_pinned(0)]) as url:
         yield f"{url}{path}"
 
 

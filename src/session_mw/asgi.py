@@ -128,16 +128,18 @@ class SessionMiddleware:
         except Rejected as rejected:
             await reject(scope, send, rejected.body)
             return
+        if opened is None and not cors:  # no session, no header to expose: as without us
+            await app(scope, receive, send)
+            return
         # None: no session, or the app writes the header (issue_ids=False), if anyone does.
         id_header = None if opened is None or not pipeline.issue_ids else opened.id.encode()
+        echo = _Echo(send, names, id_header, cors, scope).send
         if opened is None:  # issue_ids=False and no usable id: no session, as without us
-            await app(
-                scope, receive, _Echo(send, names, id_header, cors, scope).send if cors else send
-            )
+            await app(scope, receive, echo)
             return
         entered = open_session(opened, True, pipeline.baggage, pipeline.id_attributes)
         try:
-            await app(scope, receive, _Echo(send, names, id_header, cors, scope).send)
+            await app(scope, receive, echo)
         finally:
             close_session(entered)
 

@@ -81,13 +81,13 @@ class SessionMiddleware:
                 "400 Bad Request", [("Content-Type", _TEXT), ("Content-Length", str(len(message)))]
             )
             return [message]
-        if opened is None:  # issue_ids=False and no usable id: no session, as without us
-            if "HTTP_ORIGIN" not in environ:  # and no CORS header to expose
-                return self.wsgi_app(environ, start_response)
-            return self.wsgi_app(environ, _StartResponse(start_response, self, None, None, environ))
-        # None: the app writes the header (issue_ids=False), if anyone does.
-        echoed = opened.id if pipeline.issue_ids else None
+        if opened is None and "HTTP_ORIGIN" not in environ:  # no session, no header to expose
+            return self.wsgi_app(environ, start_response)
+        # None: no session, or the app writes the header (issue_ids=False), if anyone does.
+        echoed = None if opened is None or not pipeline.issue_ids else opened.id
         respond = _StartResponse(start_response, self, opened, echoed, environ)
+        if opened is None:  # issue_ids=False and no usable id: no session, as without us
+            return self.wsgi_app(environ, respond)
         # The request's own context: whatever the app, its body and its close() set there,
         # the session first, never reaches the caller's.
         run = copy_context().run
