@@ -297,14 +297,14 @@ def test_wsgi_nothing_stays_attached_when_call_returns_and_the_body_closes_the_s
     assert first == f"0:{SID}\n".encode()
     assert current_session() is None
     body.close()  # unread to the end: closing ends the session
-    assert body._opened is None
+    assert body._entered is None
     unread: Any = app(environ("/stream"), falcon.testing.StartResponseMock())
     unread.close()
-    assert unread._opened is None
+    assert unread._entered is None
     assert list(unread) == []  # a closed generator yields nothing more
     plain: Any = app(environ("/api/chat/1"), falcon.testing.StartResponseMock())
-    plain.close()  # Falcon's body is a list: nothing to close but the session
-    assert plain._opened is None
+    assert type(plain) is list  # Falcon's body is a list: its session ended with the call
+    assert current_session() is None
 
 
 def test_wsgi_a_failing_app_closes_its_session() -> None:

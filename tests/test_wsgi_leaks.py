@@ -164,3 +164,27 @@ def test_the_app_sees_its_session_while_producing_and_closing_the_body() -> None
 
 def _start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
     return lambda data: None
+
+
+def test_a_list_body_is_handed_over_as_is_with_its_session_closed() -> None:
+    # A list runs no code once the app returns: the session ends with the app's call, and the
+    # server gets the app's own list (no wrapper to iterate, nothing left open if unread).
+    produced = [b"ok"]
+    seen_in_app: list[str] = []
+
+    def app(environ: Any, start_response: Any) -> Iterable[bytes]:
+        seen_in_app.append(seen())
+        start_response("200 OK", [])
+        return produced
+
+    started: list[list[tuple[str, str]]] = []
+
+    def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        started.append(headers)
+        return _start(status, headers, exc_info)
+
+    body = WsgiSessionMiddleware(app)({"REQUEST_METHOD": "GET", "HTTP_X_SESSION_ID": "s"}, start)
+    assert body is produced
+    assert seen_in_app == ["s None"]
+    assert started == [[("x-session-id", "s")]]
+    assert current_session() is None

@@ -85,19 +85,22 @@ class SessionMiddleware:
             return self.wsgi_app(environ, start_response)
         # None: no session, or the app writes the header (issue_ids=False), if anyone does.
         echoed = None if opened is None or not pipeline.issue_ids else opened.id
-        respond = _StartResponse(start_response, self, opened, echoed, environ)
+        response = _Response(start_response, self, opened, echoed, environ)
         if opened is None:  # issue_ids=False and no usable id: no session, as without us
-            return self.wsgi_app(environ, respond)
+            return self.wsgi_app(environ, response)
         # The request's own context: whatever the app, its body and its close() set there,
         # the session first, never reaches the caller's.
         run = copy_context().run
         entered = run(open_session, opened, False, pipeline.baggage, pipeline.id_attributes)
         try:
-            body = run(self.wsgi_app, environ, respond)
+            body = run(self.wsgi_app, environ, response)
         except BaseException:
             run(close_session, entered)
             raise
-        return _SessionBody(body, entered, run)
+        if type(body) is list:  # produced already, nothing to close: no app code runs after this
+            run(close_session, entered)
+            return body
+        return response.as_body(body, entered, run)
 
 
 class EnvironIO:
@@ -137,15 +140,31 @@ class _WerkzeugIO(EnvironIO):
         return None  # Flask has not routed yet
 
 
-class _StartResponse:
-    """The app's ``start_response``: adds the session header, and puts the session on the span
-    current as the response starts.
+class _Response:
+    """The response side of one request: the ``start_response`` the app is given (it adds the
+    session header, and puts the session on the span current as the response starts), then,
+    around the app's body, what the server iterates and closes, inside the request's own context.
 
-    A small object rather than a closure: a closure over these costs eight cells and a function
-    every request, each counted by the cyclic garbage collector (benchmarks.server_instructions).
+    The session stays current there until the body is exhausted or closed, whichever comes
+    first (once), and is never current in the caller's context: ``close()`` closes the app's
+    body first, so its clean-up code still runs inside the session.
+
+    One small object for both, rather than two (or closures): each costs its construction, some
+    2,000 instructions, and a GC-tracked allocation every request (benchmarks.instructions,
+    benchmarks.server_instructions).
     """
 
-    __slots__ = ("_echoed", "_environ", "_middleware", "_opened", "_start_response")
+    __slots__ = (
+        "_body",
+        "_close_body",
+        "_echoed",
+        "_entered",
+        "_environ",
+        "_middleware",
+        "_opened",
+        "_run",
+        "_start_response",
+    )
 
     def __init__(
         self,
@@ -179,22 +198,14 @@ class _StartResponse:
         headers = middleware._names.response_headers(headers, self._echoed, cors, environ)
         return self._start_response(status, headers, exc_info)
 
-
-class _SessionBody:
-    """The app's response body, produced and closed inside the request's own context.
-
-    The session stays current there until the body is exhausted or closed, whichever comes
-    first (once), and is never current in the caller's context: ``close()`` closes the app's
-    body first, so its clean-up code still runs inside the session.
-    """
-
-    __slots__ = ("_body", "_close_body", "_opened", "_run")
-
-    def __init__(self, body: Iterable[bytes], opened: Opened, run: Runner) -> None:
+    def as_body(self, body: Iterable[bytes], entered: Opened, run: Runner) -> _Response:
+        """Itself, as the response body: ``body``, produced and closed by ``run`` (the request
+        context's), in the session ``entered``."""
         self._body = body
         self._close_body: Callable[[], object] | None = getattr(body, "close", None)
-        self._opened: Opened | None = opened
-        self._run = run  # the request context's run()
+        self._entered: Opened | None = entered
+        self._run = run
+        return self
 
     def __iter__(self) -> Iterator[bytes]:
         run = self._run
@@ -204,14 +215,14 @@ class _SessionBody:
             # through run() and caught here (some 1,500 instructions a request).
             chunk = run(next, chunks, _END)
             if chunk is _END:
-                opened, self._opened = self._opened, None
-                if opened is not None:  # not closed already
-                    run(close_session, opened)
+                entered, self._entered = self._entered, None
+                if entered is not None:  # not closed already
+                    run(close_session, entered)
                 return
             yield chunk
 
     def close(self) -> None:
-        if self._opened is None:  # exhausted already: the app's close alone, if it has one
+        if self._entered is None:  # exhausted already: the app's close alone, if it has one
             if self._close_body is not None:
                 self._run(self._close_body)
         else:
@@ -225,9 +236,9 @@ class _SessionBody:
             self._close_session()
 
     def _close_session(self) -> None:  # inside the request's context, where it was opened
-        opened, self._opened = self._opened, None
-        if opened is not None:
-            close_session(opened)
+        entered, self._entered = self._entered, None
+        if entered is not None:
+            close_session(entered)
 
 
 _END: Any = object()
