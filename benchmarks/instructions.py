@@ -1,24 +1,31 @@
 """The same benchmarks counted in CPU instructions (valgrind's callgrind) instead of seconds.
 
     python -m benchmarks.instructions [asgi|wsgi|django|frameworks ...] [--requests 2000]
+        [--against REV [--layouts 3]]
 
 Wall-clock medians on a shared machine move by tens of percent from run to run; instruction
 counts do not (the same binary and inputs give the same count, whatever else the machine does).
 Each variant runs twice under callgrind, with 0 and with N requests after the same warm-up; the
 difference divided by N is its instructions per request, and its overhead is that minus the
-baseline's. Needs valgrind (``apt-get install valgrind``); takes a few minutes.
+baseline's. With ``--against REV``, session-mw's variants as committed at git revision REV and
+at HEAD instead, side by side (each less its own bare app's count, medians over
+``--layouts`` memory layouts). Needs
+valgrind (``apt-get install valgrind``); takes a few minutes.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import os
 import re
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 MODULES = {
@@ -69,12 +76,60 @@ def per_request(
     return (count(n) - count(0)) / n
 
 
+def package_at(revision: str, folder: Path) -> Path:
+    """``folder``, holding ``src/session_mw`` as it was at git ``revision``; returns its ``src``."""
+    archive = subprocess.run(
+        ["git", "archive", revision, "src/session_mw"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder / "src"
+
+
+def against(kind: str, revision: str, n: int, layouts: int) -> None:
+    """Every suite's session-mw variants, overhead over the bare app at ``revision`` and at
+    HEAD, each the median over ``layouts`` processes whose package sits at paths of different
+    lengths. Where objects land in memory decides how deep some hash lookups go (a ContextVar's
+    hash is its address's), and Flask's request path makes dozens of them: one layout against
+    another moves a Flask request by up to 4,000 instructions, the same code."""
+    with tempfile.TemporaryDirectory() as workdir:
+        sides = {
+            side: [package_at(rev, Path(workdir) / ("l" * (k + 1)) / side) for k in range(layouts)]
+            for side, rev in (("then", revision), ("head", "HEAD"))  # paths of one length
+        }
+        for title, (variants, baseline, _) in suites(kind).items():
+            lines = [
+                f"**{title}**, session-mw's overhead over the {baseline} (instructions per "
+                f"request, medians over {layouts} layouts)",
+                "",
+                f"| variant | at {revision} | at HEAD | change |",
+                "|---|---:|---:|---:|",
+            ]
+            for name in (name for name in variants if name.startswith("session-mw")):
+                over = {}
+                for side, folders in sides.items():
+                    figures = []
+                    for folder in folders:
+                        env = {
+                            **os.environ,
+                            "PYTHONPATH": os.pathsep.join([str(folder), str(ROOT)]),
+                        }
+                        ours = per_request(kind, title, name, n, env)
+                        figures.append(ours - per_request(kind, title, baseline, n, env))
+                    over[side] = median(figures)
+                then, head = over["then"], over["head"]
+                lines.append(f"| {name} | {then:,.0f} | {head:,.0f} | {head - then:+,.0f} |")
+            print("\n".join(lines) + "\n", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
         "kinds", nargs="*", choices=[*MODULES, []], help=", ".join(MODULES) + " (default: all)"
     )
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--against", metavar="REV", help="session-mw at REV beside it at HEAD")
+    parser.add_argument("--layouts", type=int, default=3, help="with --against: medians over")
     parser.add_argument("--run", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
@@ -82,6 +137,11 @@ def main() -> None:
         run_variant(kind, title, name, int(n))
         return
     n = args.requests
+    if args.against:
+        for kind in args.kinds or list(MODULES):
+            against(kind, args.against, n, args.layouts)
+        print(f"(callgrind; {n} requests per variant after 200 warm-up requests)")
+        return
     for kind in args.kinds or list(MODULES):
         for title, (variants, baseline, reference) in suites(kind).items():
             counts = {name: per_request(kind, title, name, n) for name in variants}

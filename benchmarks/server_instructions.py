@@ -1,11 +1,12 @@
 """Instructions per request counted inside real server processes, one client and 32 at a time.
 
-    python -m benchmarks.server_instructions [starlette fastapi flask django-wsgi django-asgi]
-        [--requests 1000] [--windows 3] [--clients 32]
+    python -m benchmarks.server_instructions [starlette fastapi flask django-wsgi django-asgi
+        litestar quart falcon-wsgi falcon-asgi] [--requests 1000] [--windows 3] [--clients 32]
 
 Every variant is served by its own server on 127.0.0.1, started under valgrind's callgrind:
-uvicorn (httptools) for Starlette, FastAPI and Django's ASGI handler, gunicorn (one gthread
-worker, 4 threads) for Flask and Django's WSGI handler. After a warm-up, callgrind's counters
+uvicorn (httptools) for Starlette, FastAPI, Litestar, Quart, Falcon's ASGI app and Django's ASGI
+handler, gunicorn (one gthread worker, 4 threads) for Flask, Falcon's WSGI app and Django's WSGI
+handler. After a warm-up, callgrind's counters
 are dumped (by a request to the app's ``/dump``) around windows of N requests sent by one
 keep-alive client, then by 32 concurrent keep-alive clients, each request with an
 ``X-Session-Id``. A window's count, less what the server does while idle for as long (its event
@@ -53,14 +54,37 @@ class Suite:
 
 
 DJANGO = "benchmarks.django_server"
+FRAMEWORKS = "benchmarks.framework_apps"
+THREAD = f"/threads/{SESSION_ID}"  # benchmarks.frameworks_overhead's route
+HAND_WRITTEN = "using_session (hand-written)"
+ASGI_PEERS = (HAND_WRITTEN, "asgi-correlation-id")
+
+
+def _framework(name: str, prefix: str, ours: Mapping[str, str]) -> Suite:
+    """An ASGI framework's suite in uvicorn: its bare app, session-mw's variants (name: the
+    attribute after ``prefix_`` in benchmarks.framework_apps) and the two ASGI peers."""
+    variants = {f"bare {name}": "bare", **ours, "asgi-correlation-id": "asgi_correlation_id",
+                HAND_WRITTEN: "using_session"}  # fmt: skip
+    return Suite(
+        f"uvicorn, a minimal {name} endpoint",
+        "uvicorn",
+        THREAD,
+        {
+            variant: (f"{FRAMEWORKS}:{prefix}_{attribute}", "")
+            for variant, attribute in variants.items()
+        },
+        ASGI_PEERS,
+    )
+
+
 SUITES = {
     "starlette": Suite("uvicorn, a minimal Starlette endpoint", "uvicorn", "/chat/42", {
         "bare Starlette app": ("benchmarks.apps:bare", ""),
         "pass-through middleware": ("benchmarks.apps:passthrough", ""),
         "session-mw": ("benchmarks.apps:session_mw", ""),
         "asgi-correlation-id": ("benchmarks.apps:asgi_correlation_id", ""),
-        "using_session (hand-written)": ("benchmarks.apps:using_session", ""),
-    }, ("using_session (hand-written)", "asgi-correlation-id")),
+        HAND_WRITTEN: ("benchmarks.apps:using_session", ""),
+    }, ASGI_PEERS),
     "fastapi": Suite("uvicorn, a typical FastAPI endpoint", "uvicorn", "/chat/42?turn=2", {
         "bare FastAPI app": ("benchmarks.apps:fastapi_bare", ""),
         "session-mw": ("benchmarks.apps:fastapi_session_mw", ""),
@@ -81,6 +105,17 @@ SUITES = {
         "session-mw": (f"{DJANGO}:asgi", "session-mw"),
         "django-guid": (f"{DJANGO}:asgi", "django-guid"),
     }, ("django-guid",), "/adump"),
+    "litestar": _framework("Litestar", "litestar", {
+        "session-mw plugin": "session_mw", "session-mw middleware": "session_mw_middleware",
+    }),
+    "quart": _framework("Quart", "quart", {"session-mw extension": "session_mw"}),
+    "falcon-wsgi": Suite("gunicorn gthread, a minimal falcon.App endpoint", "gunicorn", THREAD, {
+        "bare falcon.App": (f"{FRAMEWORKS}:falcon_bare", ""),
+        "session-mw": (f"{FRAMEWORKS}:falcon_session_mw", ""),
+        "minimal ContextVar wrapper": (f"{FRAMEWORKS}:falcon_contextvar", ""),
+        HAND_WRITTEN: (f"{FRAMEWORKS}:falcon_using_session", ""),
+    }, (HAND_WRITTEN, "minimal ContextVar wrapper")),
+    "falcon-asgi": _framework("falcon.asgi.App", "falcon_asgi", {"session-mw": "session_mw"}),
 }  # fmt: skip
 
 MARKER = "binascii_crc_hqx"  # the C function mark() calls: callgrind dumps as it is entered
@@ -205,11 +240,14 @@ class Counted:
 
 
 @contextmanager
-def counted(suite: Suite, app: str, django: str) -> Iterator[Counted]:
-    """The server under callgrind."""
+def counted(suite: Suite, app: str, django: str, package: Path | None = None) -> Iterator[Counted]:
+    """The server under callgrind, importing session-mw from ``package``'s folder if given
+    (benchmarks.ablation's copies), else the installed one."""
     port = free_port()
     args = server_args(suite.server, app, port)
     env = {**os.environ, "PYTHONHASHSEED": "0", "SESSION_MW_BENCH_DJANGO": django}
+    if package is not None:
+        env["PYTHONPATH"] = str(package)
     # A worker that outlives its master's stop writes its last dump late: never an error.
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as folder:
         out = Path(folder) / "callgrind.out"
@@ -232,11 +270,20 @@ class Row:
     collector_max: float
 
 
-def measure(suite: Suite, name: str, requests: int, clients: int, windows: int) -> dict[int, Row]:
-    """One variant's rows, with one client and with ``clients`` at a time."""
+def measure(
+    suite: Suite,
+    name: str,
+    requests: int,
+    clients: int,
+    windows: int,
+    *,
+    package: Path | None = None,
+) -> dict[int, Row]:
+    """One variant's rows, with one client and with ``clients`` at a time (``package``: see
+    :func:`counted`)."""
     app, django = suite.variants[name]
     rows: dict[int, Row] = {}
-    with counted(suite, app, django) as server:
+    with counted(suite, app, django, package) as server:
         for c in (1, clients):  # warm-up: imports, caches, the first connections' set-up
             load(server.port, suite.path, 200, c)
         server.dump()
@@ -263,17 +310,18 @@ def measure(suite: Suite, name: str, requests: int, clients: int, windows: int) 
     return rows
 
 
+def heading(title: str, heads: list[str]) -> list[str]:
+    """A Markdown table's first lines: its title, and ``heads`` (the first column left-aligned,
+    the figures right-aligned)."""
+    return [title, "", "| " + " | ".join(heads) + " |", "|---" + "|---:" * (len(heads) - 1) + "|"]
+
+
 def table(suite: Suite, rows: Mapping[str, Mapping[int, Row]], clients: int) -> str:
     """A Markdown table: every variant with one client, then with ``clients``."""
     bare = next(iter(rows))
     heads = ["variant", "clients", "instructions", "overhead", *(f"vs {p}" for p in suite.peers),
              "GC allocations", "in the collector (most)"]  # fmt: skip
-    lines = [
-        f"**{suite.title}** (per request, counted inside the server)",
-        "",
-        "| " + " | ".join(heads) + " |",
-        "|---" + "|---:" * (len(heads) - 1) + "|",
-    ]
+    lines = heading(f"**{suite.title}** (per request, counted inside the server)", heads)
     for c in (1, clients):
         over = {name: by[c].instructions - rows[bare][c].instructions for name, by in rows.items()}
         for name, by in rows.items():
