@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
-from werkzeug.test import Client as WerkzeugClient
 
 from benchmarks.ablation import STEPS, ablated
-from benchmarks.harness import SESSION_ID
 from benchmarks.instructions import package_at
-from benchmarks.server_instructions import SUITES, Dump, load, parse
+from benchmarks.server_instructions import Dump, load, parse
 from tests.servers import ROOT, free_port, running
 
 
@@ -52,29 +47,6 @@ def test_the_server_benchmark_load_gets_every_answer_from_a_real_uvicorn() -> No
         load(port, "/dump", 3, 1)
         with pytest.raises(RuntimeError, match="unexpected response"):
             load(port, "/no-such-route", 1, 1)
-
-
-SERVED = [
-    (key, name)
-    for key, suite in SUITES.items()
-    for name, (_, django) in suite.variants.items()
-    if not django  # Django's variants are one project, chosen by an environment variable
-]
-
-
-@pytest.mark.parametrize(("key", "name"), SERVED, ids=[f"{k}: {n}" for k, n in SERVED])
-def test_every_served_variant_answers_its_route_and_marker(key: str, name: str) -> None:
-    # A server benchmark of error answers would measure nothing; session-mw is in every variant
-    # that says so.
-    suite = SUITES[key]
-    module, attribute = suite.variants[name][0].split(":")
-    app = getattr(importlib.import_module(module), attribute)
-    client: Any = WerkzeugClient(app) if suite.server == "gunicorn" else TestClient(app)
-    for path in (suite.path, suite.marker):
-        response = client.get(path, headers={"X-Session-Id": SESSION_ID})
-        assert response.status_code == 200, (path, response.status_code)
-        if name.startswith("session-mw"):
-            assert response.headers["X-Session-Id"] == SESSION_ID
 
 
 def test_the_package_at_a_revision_is_the_one_committed_there(tmp_path: Path) -> None:
