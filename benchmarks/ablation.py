@@ -17,13 +17,12 @@ each step breaks what the tests check.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from benchmarks import server_instructions
-from benchmarks.instructions import ROOT, per_request
+from benchmarks.instructions import ROOT, importing, per_request
 
 # (kind, suite title, bare variant, session-mw's variant, the peer it is compared with)
 SUITES = [
@@ -119,8 +118,7 @@ def ablated(target: Path, steps: int) -> Path:
 
 def counted(kind: str, title: str, variant: str, n: int, path: Path) -> float:
     """``per_request`` with the package copy at ``path`` imported instead of ``src``."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(path), str(ROOT)])}
-    return per_request(kind, title, variant, n, env)
+    return per_request(kind, title, variant, n, importing(path))
 
 
 def under_load(copies: list[Path], requests: int, clients: int, windows: int) -> None:

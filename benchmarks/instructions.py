@@ -86,6 +86,18 @@ def package_at(revision: str, folder: Path) -> Path:
     return folder / "src"
 
 
+def importing(folder: Path) -> dict[str, str]:
+    """The environment of a process that imports ``session_mw`` from ``folder`` (a copy of the
+    package, or the package at another revision) and the benchmarks from this checkout."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(ROOT)])}
+
+
+def overhead(kind: str, title: str, name: str, baseline: str, n: int, *, folder: Path) -> float:
+    """``name``'s instructions per request over ``baseline``'s, both importing from ``folder``."""
+    env = importing(folder)
+    return per_request(kind, title, name, n, env) - per_request(kind, title, baseline, n, env)
+
+
 def against(kind: str, revision: str, n: int, layouts: int) -> None:
     """Every suite's session-mw variants, overhead over the bare app at ``revision`` and at
     HEAD, each the median over ``layouts`` processes whose package sits at paths of different
@@ -106,17 +118,12 @@ def against(kind: str, revision: str, n: int, layouts: int) -> None:
                 "|---|---:|---:|---:|",
             ]
             for name in (name for name in variants if name.startswith("session-mw")):
-                over = {}
-                for side, folders in sides.items():
-                    figures = []
-                    for folder in folders:
-                        env = {
-                            **os.environ,
-                            "PYTHONPATH": os.pathsep.join([str(folder), str(ROOT)]),
-                        }
-                        ours = per_request(kind, title, name, n, env)
-                        figures.append(ours - per_request(kind, title, baseline, n, env))
-                    over[side] = median(figures)
+                over = {
+                    side: median(
+                        overhead(kind, title, name, baseline, n, folder=f) for f in folders
+                    )
+                    for side, folders in sides.items()
+                }
                 then, head = over["then"], over["head"]
                 lines.append(f"| {name} | {then:,.0f} | {head:,.0f} | {head - then:+,.0f} |")
             print("\n".join(lines) + "\n", flush=True)
