@@ -156,7 +156,7 @@ def test_the_app_sees_its_session_while_producing_and_closing_the_body() -> None
 
     body = WsgiSessionMiddleware(app)({"REQUEST_METHOD": "GET", "HTTP_X_SESSION_ID": "s"}, _start)
     assert current_session() is None
-    assert next(iter(body)) == b"x"  # not exhausted yet: the close ends the session
+    assert next(iter(body)) == b"x"  # not exhausted yet: the close runs in the session too
     body.close()  # type: ignore[attr-defined]
     assert events == ["call s None", "iterate s None", "close s None"]
     assert current_session() is None

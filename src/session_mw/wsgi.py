@@ -11,7 +11,7 @@ from session_mw._headers import HeaderNames
 from session_mw._options import Options, document, from_keywords
 from session_mw._pipeline import Pipeline, Rejected, RequestIO
 from session_mw._routes import PathParams, find_url_map, match_rule
-from session_mw._scope import Opened, Session, close_session, open_session
+from session_mw._scope import Session, open_session
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -83,24 +83,28 @@ class SessionMiddleware:
             return [message]
         if opened is None and "HTTP_ORIGIN" not in environ:  # no session, no header to expose
             return self.wsgi_app(environ, start_response)
-        # None: no session, or the app writes the header (issue_ids=False), if anyone does.
-        echoed = None if opened is None or not pipeline.issue_ids else opened.id
-        response = _Response(start_response, self, opened, echoed, environ)
         if opened is None:  # issue_ids=False and no usable id: no session, as without us
-            return self.wsgi_app(environ, response)
-        # The request's own context: whatever the app, its body and its close() set there,
-        # the session first, never reaches the caller's.
-        run = copy_context().run
-        entered = run(open_session, opened, False, pipeline.baggage, pipeline.id_attributes)
-        try:
-            body = run(self.wsgi_app, environ, response)
-        except BaseException:
-            run(close_session, entered)
-            raise
-        if type(body) is list:  # produced already, nothing to close: no app code runs after this
-            run(close_session, entered)
-            return body
-        return response.as_body(body, entered, run)
+            return self.wsgi_app(environ, _Response(start_response, self, None, None, environ))
+        # None: the app writes the header (issue_ids=False), if anyone does.
+        echoed = opened.id if pipeline.issue_ids else None
+        # The request's own context: whatever the app, its body and its close() set there, the
+        # session first, never reaches the caller's. Nothing in it is reset: no code runs in it
+        # once the body is closed, and it is dropped with the response.
+        response = _Response(start_response, self, opened, echoed, environ)
+        body = response._run(self._start, opened, environ, response)
+        return body if type(body) is list else response  # a list runs no code once returned
+
+    def _start(
+        self, opened: Session, environ: WSGIEnvironment, response: _Response
+    ) -> Iterable[bytes]:
+        """Open the session and call the app, inside the request's context; one ``run()``."""
+        pipeline = self._pipeline
+        open_session(opened, False, pipeline.baggage, pipeline.id_attributes)
+        body = self.wsgi_app(environ, response)
+        if type(body) is not list:
+            response._close_body = getattr(body, "close", None)
+            response._chunks = iter(body)
+        return body
 
 
 class EnvironIO:
@@ -143,28 +147,28 @@ class _WerkzeugIO(EnvironIO):
 class _Response:
     """The response side of one request: the ``start_response`` the app is given (it adds the
     session header, and puts the session on the span current as the response starts), then,
-    around the app's body, what the server iterates and closes, inside the request's own context.
-
-    The session stays current there until the body is exhausted or closed, whichever comes
-    first (once), and is never current in the caller's context: ``close()`` closes the app's
-    body first, so its clean-up code still runs inside the session.
+    around the app's body, what the server iterates and closes, inside the request's own context
+    (``_run``), where the session is current. ``close()`` closes the app's body, if it has a
+    ``close``.
 
     One small object for both, rather than two (or closures): each costs its construction, some
-    2,000 instructions, and a GC-tracked allocation every request (benchmarks.instructions,
-    benchmarks.server_instructions).
+    2,000 instructions, and a GC-tracked allocation every request; and a single ``run()`` per
+    chunk and one for the close (benchmarks.instructions, benchmarks.server_instructions).
     """
 
     __slots__ = (
-        "_body",
+        "_chunks",
         "_close_body",
         "_echoed",
-        "_entered",
         "_environ",
         "_middleware",
         "_opened",
         "_run",
         "_start_response",
     )
+    _run: Runner  # the request context's run(), once there is a session
+    _chunks: Iterator[bytes]  # the app's body, once it returned one that is not a list
+    _close_body: Callable[[], object] | None
 
     def __init__(
         self,
@@ -179,6 +183,8 @@ class _Response:
         self._opened = opened
         self._echoed = echoed
         self._environ = environ
+        if opened is not None:
+            self._run = copy_context().run
 
     def __call__(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -198,47 +204,19 @@ class _Response:
         headers = middleware._names.response_headers(headers, self._echoed, cors, environ)
         return self._start_response(status, headers, exc_info)
 
-    def as_body(self, body: Iterable[bytes], entered: Opened, run: Runner) -> _Response:
-        """Itself, as the response body: ``body``, produced and closed by ``run`` (the request
-        context's), in the session ``entered``."""
-        self._body = body
-        self._close_body: Callable[[], object] | None = getattr(body, "close", None)
-        self._entered: Opened | None = entered
-        self._run = run
-        return self
-
     def __iter__(self) -> Iterator[bytes]:
-        run = self._run
-        chunks = run(iter, self._body)
+        run, chunks = self._run, self._chunks
         while True:
             # next() with a default: the end comes as a value, not as a StopIteration raised
             # through run() and caught here (some 1,500 instructions a request).
             chunk = run(next, chunks, _END)
             if chunk is _END:
-                entered, self._entered = self._entered, None
-                if entered is not None:  # not closed already
-                    run(close_session, entered)
                 return
             yield chunk
 
     def close(self) -> None:
-        if self._entered is None:  # exhausted already: the app's close alone, if it has one
-            if self._close_body is not None:
-                self._run(self._close_body)
-        else:
-            self._run(self._close)
-
-    def _close(self) -> None:
-        try:
-            if self._close_body is not None:
-                self._close_body()
-        finally:
-            self._close_session()
-
-    def _close_session(self) -> None:  # inside the request's context, where it was opened
-        entered, self._entered = self._entered, None
-        if entered is not None:
-            close_session(entered)
+        if self._close_body is not None:  # the app's clean-up code, in its session
+            self._run(self._close_body)
 
 
 _END: Any = object()
