@@ -130,6 +130,26 @@ def test_streamed_responses_see_the_session(path: str) -> None:
     assert response.get_data(as_text=True) == f"0:{SID}\n1:{SID}\n2:{SID}\n"
 
 
+@pytest.mark.parametrize("read", [True, False])
+def test_call_on_close_runs_in_the_session(read: bool) -> None:
+    # Werkzeug runs a response's call_on_close functions when the server closes the body, after
+    # reading it to the end or not: both in the request's session.
+    app = create_app()
+    closed: list[str | None] = []
+
+    @app.get("/closing")
+    def closing() -> Response:
+        response = Response("done")
+        response.call_on_close(lambda: closed.append(getattr(current_session(), "id", None)))
+        return response
+
+    response = app.test_client().get("/closing", headers={"X-Session-Id": SID}, buffered=read)
+    assert closed == ([SID] if read else [])  # buffered: read to the end, then closed
+    response.close()
+    assert closed == [SID]
+    assert current_session() is None
+
+
 def test_config_keys_are_filled_and_read() -> None:
     app = create_app(SESSION_MW_HEADER_NAME="X-Conversation-Id", SESSION_MW_ON_INVALID="reject")
     assert app.config["SESSION_MW_GENERATOR"] is None
