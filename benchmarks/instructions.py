@@ -1,7 +1,7 @@
 """The same benchmarks counted in CPU instructions (valgrind's callgrind) instead of seconds.
 
     python -m benchmarks.instructions [asgi|wsgi|django|frameworks ...] [--requests 2000]
-        [--against REV [--layouts 3]]
+        [--against REV [--layouts 5] [--only TITLE]]
 
 Wall-clock medians on a shared machine move by tens of percent from run to run; instruction
 counts do not (the same binary and inputs give the same count, whatever else the machine does).
@@ -9,7 +9,7 @@ Each variant runs twice under callgrind, with 0 and with N requests after the sa
 difference divided by N is its instructions per request, and its overhead is that minus the
 baseline's. With ``--against REV``, session-mw's variants as committed at git revision REV and
 at HEAD instead, side by side (each less its own bare app's count, medians over
-``--layouts`` memory layouts). Needs
+``--layouts`` memory layouts; ``--only`` keeps the suites whose title starts so). Needs
 valgrind (``apt-get install valgrind``); takes a few minutes.
 """
 
@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -41,10 +42,19 @@ def suites(kind: str) -> Any:
     return importlib.import_module(MODULES[kind]).suites()
 
 
+# With --against, each layout's processes first allocate this many objects more (of every small
+# size up to 512 bytes) and keep them: everything imported after lands at other addresses.
+LAYOUT = "BENCHMARK_LAYOUT"
+_PADDING = 300
+
+
 def run_variant(kind: str, title: str, name: str, n: int) -> None:
+    layout = int(os.environ.get(LAYOUT, "0"))
+    padding = [bytes(size % 512) for size in range(layout * _PADDING)]  # before any import
     variants, _, _ = suites(kind)[title]
     variants[name](200)  # warm-up, the same in both runs
     variants[name](n)
+    del padding  # alive until here
 
 
 def collected(command: list[str], stdin: str = "", env: dict[str, str] | None = None) -> int:
@@ -92,40 +102,56 @@ def importing(folder: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(ROOT)])}
 
 
-def overhead(kind: str, title: str, name: str, baseline: str, n: int, *, folder: Path) -> float:
-    """``name``'s instructions per request over ``baseline``'s, both importing from ``folder``."""
-    env = importing(folder)
+def overhead(
+    kind: str, title: str, name: str, baseline: str, n: int, *, folder: Path, layout: int = 0
+) -> float:
+    """``name``'s instructions per request over ``baseline``'s, both importing from ``folder``,
+    in memory layout ``layout``."""
+    env = {**importing(folder), LAYOUT: str(layout)}
     return per_request(kind, title, name, n, env) - per_request(kind, title, baseline, n, env)
 
 
-def against(kind: str, revision: str, n: int, layouts: int) -> None:
+def against(kind: str, revision: str, n: int, layouts: int, only: str = "") -> None:
     """Every suite's session-mw variants, overhead over the bare app at ``revision`` and at
-    HEAD, each the median over ``layouts`` processes whose package sits at paths of different
-    lengths. Where objects land in memory decides how deep some hash lookups go (a ContextVar's
-    hash is its address's), and Flask's request path makes dozens of them: one layout against
-    another moves a Flask request by up to 4,000 instructions, the same code."""
-    with tempfile.TemporaryDirectory() as workdir:
-        sides = {
-            side: [package_at(rev, Path(workdir) / ("l" * (k + 1)) / side) for k in range(layouts)]
-            for side, rev in (("then", revision), ("head", "HEAD"))  # paths of one length
+    HEAD, each the median over ``layouts`` memory layouts. Where objects land in memory decides
+    how deep some hash lookups go (a ContextVar's hash is its address's), and Flask's request
+    path makes dozens of them: one layout against another moves a Flask request by up to 4,000
+    instructions, the same code, and so does a change of the environment the benchmark runs
+    in. Each layout's processes allocate a different amount before importing anything
+    (``run_variant``); the counts run on every core, as they do not depend on each other."""
+    with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(os.cpu_count()) as pool:
+        folders = {  # paths of one length
+            side: package_at(rev, Path(workdir) / side)
+            for side, rev in (("then", revision), ("tip", "HEAD"))
         }
         for title, (variants, baseline, _) in suites(kind).items():
+            if not title.startswith(only):
+                continue
             lines = [
                 f"**{title}**, session-mw's overhead over the {baseline} (instructions per "
                 f"request, medians over {layouts} layouts)",
                 "",
-                f"| variant | at {revision} | at HEAD | change |",
-                "|---|---:|---:|---:|",
+                f"| variant | at {revision} | at HEAD | change | layouts at {revision} | at HEAD |",
+                "|---|---:|---:|---:|---|---|",
             ]
             for name in (name for name in variants if name.startswith("session-mw")):
-                over = {
-                    side: median(
-                        overhead(kind, title, name, baseline, n, folder=f) for f in folders
-                    )
-                    for side, folders in sides.items()
+                futures = {
+                    side: [
+                        pool.submit(
+                            overhead, kind, title, name, baseline, n, folder=folder, layout=k
+                        )
+                        for k in range(layouts)
+                    ]
+                    for side, folder in folders.items()
                 }
-                then, head = over["then"], over["head"]
-                lines.append(f"| {name} | {then:,.0f} | {head:,.0f} | {head - then:+,.0f} |")
+                counts = [sorted(f.result() for f in futures[side]) for side in folders]
+                then, head = (median(side) for side in counts)
+                spread = (f"{side[0]:,.0f}-{side[-1]:,.0f}" for side in counts)
+                lines.append(
+                    f"| {name} | {then:,.0f} | {head:,.0f} | {head - then:+,.0f} | "
+                    + " | ".join(spread)
+                    + " |"
+                )
             print("\n".join(lines) + "\n", flush=True)
 
 
@@ -136,7 +162,8 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--against", metavar="REV", help="session-mw at REV beside it at HEAD")
-    parser.add_argument("--layouts", type=int, default=3, help="with --against: medians over")
+    parser.add_argument("--layouts", type=int, default=5, help="with --against: medians over")
+    parser.add_argument("--only", default="", metavar="TITLE", help="with --against: suites")
     parser.add_argument("--run", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
@@ -146,7 +173,7 @@ def main() -> None:
     n = args.requests
     if args.against:
         for kind in args.kinds or list(MODULES):
-            against(kind, args.against, n, args.layouts)
+            against(kind, args.against, n, args.layouts, args.only)
         print(f"(callgrind; {n} requests per variant after 200 warm-up requests)")
         return
     for kind in args.kinds or list(MODULES):
