@@ -21,7 +21,9 @@ from session_mw._scope import Opened, Session, close_session, current_session, o
 
 __all__ = ["TaskSessions", "outgoing"]
 
+#: The task integrations' ``validator``: a check called with an incoming id (truthy: accept it).
 Validator = Callable[[str], object] | None
+#: Their ``secret``: accept only ids this service signed, with one key or several (newest first).
 Secret = str | bytes | Sequence[str | bytes] | None
 
 

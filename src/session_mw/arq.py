@@ -48,7 +48,7 @@ from arq.jobs import Job
 from arq.typing import WorkerCoroutine
 from arq.worker import Function, func
 
-from session_mw._tasks import TaskSessions, outgoing
+from session_mw._tasks import Secret, TaskSessions, Validator, outgoing
 
 __all__ = ["KWARG", "enqueue_job", "install"]
 
@@ -75,8 +75,8 @@ async def enqueue_job(redis: ArqRedis, function: str, *args: Any, **kwargs: Any)
 def install(
     settings: type | dict[str, Any],
     *,
-    validator: Callable[[str], bool] | None = None,
-    secret: str | bytes | Sequence[str | bytes] | None = None,
+    validator: Validator = None,
+    secret: Secret = None,
 ) -> None:
     """Make the worker's functions run in the session their job carries: each of
     ``settings.functions`` (a ``WorkerSettings`` class, or the dict arq also takes) is replaced

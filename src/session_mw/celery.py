@@ -28,7 +28,7 @@ from __future__ import annotations
 import inspect
 import types
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery, Task, current_task
@@ -40,6 +40,7 @@ from opentelemetry.util.types import AttributeValue
 from session_mw._options import from_keywords
 from session_mw._pipeline import Pipeline
 from session_mw._scope import Session, close_session, current_session, open_session
+from session_mw._tasks import Secret, Validator
 
 __all__ = ["HEADER", "install"]
 
@@ -58,8 +59,8 @@ _installed: weakref.WeakSet[Celery[Any]] = weakref.WeakSet()
 def install(
     app: Celery[Any],
     *,
-    validator: Callable[[str], bool] | None = None,
-    secret: str | bytes | Sequence[str | bytes] | None = None,
+    validator: Validator = None,
+    secret: Secret = None,
 ) -> None:
     """Make ``app``'s tasks carry the session of whoever publishes them. A second call changes
     nothing. ``validator`` and ``secret`` are the HTTP adapters' options, for the ids a worker

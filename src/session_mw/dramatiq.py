@@ -32,13 +32,12 @@ Add it after a tracing middleware, so that the message's span is current when th
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dramatiq import Middleware
 
 from session_mw._scope import Opened
-from session_mw._tasks import TaskSessions, outgoing
+from session_mw._tasks import Secret, TaskSessions, Validator, outgoing
 
 if TYPE_CHECKING:
     from dramatiq import Broker, Message
@@ -72,12 +71,7 @@ class SessionMiddleware(Middleware):
     >>> StubBroker().add_middleware(SessionMiddleware())
     """
 
-    def __init__(
-        self,
-        *,
-        validator: Callable[[str], bool] | None = None,
-        secret: str | bytes | Sequence[str | bytes] | None = None,
-    ) -> None:
+    def __init__(self, *, validator: Validator = None, secret: Secret = None) -> None:
         where = f"{OPTION} message option"
         self._sessions = TaskSessions("dramatiq", where, "SessionMiddleware", validator, secret)
         self._handling = _Handling()

@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import copy
 import weakref
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from huey import Huey
 
-from session_mw._tasks import TaskSessions, outgoing
+from session_mw._tasks import Secret, TaskSessions, Validator, outgoing
 
 __all__ = ["ATTRIBUTE", "KEY", "install"]
 
@@ -51,8 +50,8 @@ _installed: weakref.WeakSet[Any] = weakref.WeakSet()
 def install(
     huey: Huey,
     *,
-    validator: Callable[[str], object] | None = None,
-    secret: str | bytes | Sequence[str | bytes] | None = None,
+    validator: Validator = None,
+    secret: Secret = None,
 ) -> None:
     """Make ``huey``'s tasks carry the session of whoever enqueues them, and run in it. Call
     it once, before or after the tasks are defined; a second call changes nothing.

@@ -23,7 +23,7 @@ per request, and the innermost session). docs/mcp.md has the whole picture.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from types import TracebackType
@@ -43,7 +43,7 @@ from opentelemetry.util.types import AttributeValue
 from session_mw._bridge import ID_ATTRIBUTES
 from session_mw._ids import is_valid_id
 from session_mw._scope import Session, current_session
-from session_mw._tasks import TaskSessions, outgoing
+from session_mw._tasks import Secret, TaskSessions, Validator, outgoing
 from session_mw.clients import httpx_async_event_hooks
 
 __all__ = ["META_KEY", "SessionServerMiddleware", "session_transport"]
@@ -187,12 +187,7 @@ class SessionServerMiddleware:
 
     __slots__ = ("_sessions",)
 
-    def __init__(
-        self,
-        *,
-        validator: Callable[[str], object] | None = None,
-        secret: str | bytes | Sequence[str | bytes] | None = None,
-    ) -> None:
+    def __init__(self, *, validator: Validator = None, secret: Secret = None) -> None:
         where = f"{META_KEY} _meta entry"
         self._sessions = TaskSessions("mcp", where, "SessionServerMiddleware", validator, secret)
 

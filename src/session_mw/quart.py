@@ -35,18 +35,15 @@ class SessionMiddleware(Extension["Quart"]):
     see the session, and ``http.route`` is Quart's rule with its blueprint prefix
     (``/api/chat/<int:cid>``).
 
-    With an app factory::
+    Set the config, then wrap the app (with an app factory, make one extension at import and
+    call ``sessions.init_app(app)`` in the factory, as with Flask)::
 
-        sessions = SessionMiddleware()
+        app = Quart(__name__)
+        app.config["SESSION_MW_TRUST_INCOMING"] = False
+        SessionMiddleware(app)
 
-        def create_app() -> Quart:
-            app = Quart(__name__)
-            app.config["SESSION_MW_HEADER_NAME"] = "X-Session-Id"
-            sessions.init_app(app)
-            return app
-
-    The config is read when ``init_app`` runs: set it before. A mistake in it (an unknown
-    ``SESSION_MW_*`` key, a string where a bool belongs) raises there, naming the key.
+    The config is read as the app is wrapped; a mistake in it (an unknown ``SESSION_MW_*`` key,
+    a string where a bool belongs) raises there, naming the key.
     """
 
     def _wrap(self, app: Quart, options: Options) -> object:

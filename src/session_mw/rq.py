@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
@@ -47,7 +47,7 @@ from rq.job import Job
 from rq.queue import Queue
 
 from session_mw._scope import Session
-from session_mw._tasks import TaskSessions, outgoing
+from session_mw._tasks import Secret, TaskSessions, Validator, outgoing
 
 __all__ = ["KEY", "SessionJob", "SessionQueue"]
 
@@ -69,8 +69,8 @@ class SessionJob(Job):
     A mistake in them raises when the subclass is defined, so a worker fails at start.
     """
 
-    validator: ClassVar[Callable[[str], object] | None] = None
-    secret: ClassVar[str | bytes | Sequence[str | bytes] | None] = None
+    validator: ClassVar[Validator] = None
+    secret: ClassVar[Secret] = None
     _sessions: ClassVar[TaskSessions]
 
     # What this job's meta named, validated once for the body and its callbacks (None: none).

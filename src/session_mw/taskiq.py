@@ -30,14 +30,13 @@ is current when the session opens (it gets ``session.id``) and contexts nest.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from contextvars import ContextVar, Token
 from typing import Any, NamedTuple
 
 from taskiq import TaskiqMessage, TaskiqMiddleware, TaskiqResult
 
 from session_mw._scope import Opened
-from session_mw._tasks import TaskSessions, outgoing
+from session_mw._tasks import Secret, TaskSessions, Validator, outgoing
 
 __all__ = ["LABEL", "SessionMiddleware"]
 
@@ -67,12 +66,7 @@ class SessionMiddleware(TaskiqMiddleware):
     >>> broker = InMemoryBroker().with_middlewares(SessionMiddleware())
     """
 
-    def __init__(
-        self,
-        *,
-        validator: Callable[[str], bool] | None = None,
-        secret: str | bytes | Sequence[str | bytes] | None = None,
-    ) -> None:
+    def __init__(self, *, validator: Validator = None, secret: Secret = None) -> None:
         super().__init__()
         where = f"{LABEL} message label"
         self._sessions = TaskSessions("taskiq", where, "SessionMiddleware", validator, secret)
