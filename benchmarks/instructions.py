@@ -42,8 +42,9 @@ def suites(kind: str) -> Any:
     return importlib.import_module(MODULES[kind]).suites()
 
 
-# With --against, each layout's processes first allocate this many objects more (of every small
-# size up to 512 bytes) and keep them: everything imported after lands at other addresses.
+# With --against, layout k's processes first allocate k times this many byte strings (their
+# lengths counting up from 0, cycling at 512) and keep them: what is imported after lands at
+# other addresses.
 LAYOUT = "BENCHMARK_LAYOUT"
 _PADDING = 300
 
@@ -61,7 +62,13 @@ def collected(command: list[str], stdin: str = "", env: dict[str, str] | None = 
     """The instructions ``python COMMAND`` executes under callgrind."""
     # A fixed hash seed: string hashes, hence dict probes, change per process otherwise, and
     # the same code then measured up to 800 instructions per request apart from run to run.
-    env = {**(os.environ if env is None else env), "PYTHONHASHSEED": "0"}
+    # No .pyc written: with --against's processes running side by side over one folder, the
+    # first would compile what the others load, a cost that lands in one count, not both.
+    env = {
+        **(os.environ if env is None else env),
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     with tempfile.NamedTemporaryFile() as out:
         done = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out.name}",
@@ -118,11 +125,12 @@ def against(kind: str, revision: str, n: int, layouts: int, only: str = "") -> N
     path makes dozens of them: one layout against another moves a Flask request by up to 4,000
     instructions, the same code, and so does a change of the environment the benchmark runs
     in. Each layout's processes allocate a different amount before importing anything
-    (``run_variant``); the counts run on every core, as they do not depend on each other."""
+    (``run_variant``); a variant's counts, both sides and every layout, run side by side, as
+    they do not depend on each other."""
     with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(os.cpu_count()) as pool:
         folders = {  # paths of one length
             side: package_at(rev, Path(workdir) / side)
-            for side, rev in (("then", revision), ("tip", "HEAD"))
+            for side, rev in (("then", revision), ("head", "HEAD"))
         }
         for title, (variants, baseline, _) in suites(kind).items():
             if not title.startswith(only):

@@ -288,7 +288,7 @@ def environ(path: str, **headers: str) -> dict[str, Any]:
     return falcon.testing.create_environ(path, headers=headers)
 
 
-def test_wsgi_nothing_stays_attached_when_call_returns_and_the_body_closes_the_session() -> None:
+def test_wsgi_nothing_stays_attached_when_call_returns_and_closing_closes_the_stream() -> None:
     app = wsgi_app()
     start_response = falcon.testing.StartResponseMock()
     body: Any = app(environ("/stream", **{"X-Session-Id": SID}), start_response)
@@ -302,7 +302,7 @@ def test_wsgi_nothing_stays_attached_when_call_returns_and_the_body_closes_the_s
     unread.close()
     assert list(unread) == []  # a closed generator yields nothing more
     plain: Any = app(environ("/api/chat/1"), falcon.testing.StartResponseMock())
-    assert type(plain) is list  # Falcon's body is a list: its session ended with the call
+    assert type(plain) is list  # Falcon's body is a list, handed over as is
     assert current_session() is None
 
 

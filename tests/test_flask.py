@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import uuid
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Blueprint, Flask, Response, jsonify, stream_with_context
+from flask import Blueprint, Flask, Request, Response, jsonify, request, stream_with_context
+from werkzeug.test import EnvironBuilder
 
 from session_mw import current_session
 from session_mw.flask import SessionMiddleware
@@ -148,6 +151,30 @@ def test_call_on_close_runs_in_the_session(read: bool) -> None:
     response.close()
     assert closed == [SID]
     assert current_session() is None
+
+
+def test_the_request_goes_with_its_response() -> None:
+    # The session holds Flask's request for the late http.route, in the request's own context:
+    # both go with the response, by reference counting alone (no cycle left to the collector).
+    app = create_app()
+    requests: list[weakref.ref[Request]] = []
+
+    @app.get("/held")
+    def held() -> str:
+        requests.append(weakref.ref(request._get_current_object()))  # type: ignore[attr-defined]
+        return "ok"
+
+    environ = EnvironBuilder("/held", headers=[("X-Session-Id", SID)]).get_environ()
+    gc.disable()
+    try:
+        body: Any = app(environ, lambda *args: lambda data: None)
+        assert b"".join(body) == b"ok"
+        assert requests[0]() is not None  # held while the response is: the session keeps it
+        body.close()
+        del body
+        assert requests[0]() is None
+    finally:
+        gc.enable()
 
 
 def test_config_keys_are_filled_and_read() -> None:

@@ -225,6 +225,29 @@ def test_app_raising_before_returning_resets_the_session() -> None:
     assert current_session() is None
 
 
+def test_a_body_whose_iter_raises_is_closed_in_its_session() -> None:
+    # iter(body) runs as the app returns: when it raises, no server ever gets a body to close,
+    # so the middleware closes it, in the request's session, and the error goes on.
+    closed: list[str | None] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            raise RuntimeError("no chunks")
+
+        def close(self) -> None:
+            closed.append(sid())
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        return Body()
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_X_SESSION_ID": SID}
+    with pytest.raises(RuntimeError, match="no chunks"):
+        SessionMiddleware(app)(environ, lambda *args: lambda b: None)
+    assert closed == [SID]
+    assert current_session() is None
+
+
 def test_body_raising_mid_stream_is_closed_by_the_server() -> None:
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterator[bytes]:
         start_response("200 OK", [])

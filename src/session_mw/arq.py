@@ -82,7 +82,9 @@ def install(
     ``settings.functions`` (a ``WorkerSettings`` class, or the dict arq also takes) is replaced
     by one that takes ``_session_id`` out of its arguments. Functions already wrapped are kept,
     so a second call changes nothing. ``validator`` and ``secret`` are the HTTP adapters'
-    options, for the ids a worker accepts (with ``secret``, only ids this service signed).
+    options, for the ids a worker accepts (with ``secret``, only ids this service signed): a
+    check called with each id, ``(str) -> bool``, and a key (``str`` or ``bytes``) or several,
+    newest first.
 
     >>> async def noop(ctx): ...
     >>> settings = {"functions": [noop]}

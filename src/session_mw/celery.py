@@ -64,7 +64,8 @@ def install(
 ) -> None:
     """Make ``app``'s tasks carry the session of whoever publishes them. A second call changes
     nothing. ``validator`` and ``secret`` are the HTTP adapters' options, for the ids a worker
-    accepts (with ``secret``, only ids this service signed).
+    accepts (with ``secret``, only ids this service signed): a check called with each id,
+    ``(str) -> bool``, and a key (``str`` or ``bytes``) or several, newest first.
 
     Call it at any point: it reaches the tasks the app has made already (also after
     ``app.finalize()``, also in a worker that has started) and every task registered later.

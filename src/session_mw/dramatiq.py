@@ -64,8 +64,8 @@ class _Handling(threading.local):
 class SessionMiddleware(Middleware):
     """Broker middleware: each message carries the sender's session, and its actor runs in it.
 
-    :param validator: the ids a worker accepts, as the HTTP adapters' ``validator``.
-    :param secret: accept only ids this service signed, as the HTTP adapters' ``secret``.
+    :param validator: a check ``(str) -> bool`` of the ids a worker accepts, as the HTTP adapters'.
+    :param secret: a key (``str``, ``bytes``) or several, newest first: only ids it signed pass.
 
     >>> from dramatiq.brokers.stub import StubBroker
     >>> StubBroker().add_middleware(SessionMiddleware())

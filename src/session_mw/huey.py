@@ -56,7 +56,8 @@ def install(
     """Make ``huey``'s tasks carry the session of whoever enqueues them, and run in it. Call
     it once, before or after the tasks are defined; a second call changes nothing.
     ``validator`` and ``secret`` are the HTTP adapters' options, for the ids the consumer
-    accepts (with ``secret``, only ids this service signed)."""
+    accepts (with ``secret``, only ids this service signed): a check called with each id,
+    ``(str) -> bool``, and a key (``str`` or ``bytes``) or several, newest first."""
     if huey in _installed:
         return
     sessions = TaskSessions("huey", _WHERE, "install", validator, secret)

@@ -164,8 +164,8 @@ class SessionServerMiddleware:
     """MCP server middleware: each request runs in the session its ``_meta`` names (under
     :data:`META_KEY`), on any transport.
 
-    :param validator: the ids the server accepts, as the HTTP adapters' ``validator``.
-    :param secret: accept only ids this service signed, as the HTTP adapters' ``secret``.
+    :param validator: a check ``(str) -> bool`` of the ids it accepts, as the HTTP adapters'.
+    :param secret: a key (``str``, ``bytes``) or several, newest first: only ids it signed pass.
 
     Add it to the server's middleware (``MCPServer(..., middleware=[...])``, or
     ``server.middleware.append(...)``). It runs inside the SDK's OpenTelemetry middleware: the

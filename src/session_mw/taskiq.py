@@ -59,8 +59,8 @@ _running: ContextVar[_Running | None] = ContextVar("session_mw.taskiq.running", 
 class SessionMiddleware(TaskiqMiddleware):
     """taskiq middleware: each message carries the kicker's session, and its task runs in it.
 
-    :param validator: the ids a worker accepts, as the HTTP adapters' ``validator``.
-    :param secret: accept only ids this service signed, as the HTTP adapters' ``secret``.
+    :param validator: a check ``(str) -> bool`` of the ids a worker accepts, as the HTTP adapters'.
+    :param secret: a key (``str``, ``bytes``) or several, newest first: only ids it signed pass.
 
     >>> from taskiq import InMemoryBroker
     >>> broker = InMemoryBroker().with_middlewares(SessionMiddleware())

@@ -102,8 +102,13 @@ class SessionMiddleware:
         open_session(opened, False, pipeline.baggage, pipeline.id_attributes)
         body = self.wsgi_app(environ, response)
         if type(body) is not list:
-            response._close_body = getattr(body, "close", None)
-            response._chunks = iter(body)
+            close = response._close_body = getattr(body, "close", None)
+            try:
+                response._chunks = iter(body)
+            except BaseException:  # the server never gets a body to close: close it here
+                if close is not None:
+                    close()
+                raise
         return body
 
 
